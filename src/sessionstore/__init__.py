@@ -1,0 +1,73 @@
+"""sessionstore: conversation history for LLM applications, stored in SQL safely and fast.
+
+Sessions and their messages live in SQLite (the embedded default, one file)
+or PostgreSQL, behind :class:`SessionStore`. Opening a store brings the
+database to the current schema, adopting a legacy ``.ai-router-sessions.db``
+in place. Nothing is opened at import time.
+"""
+
+from .config import DEFAULT_URL, StoreConfig
+from .errors import (
+    ConflictError,
+    ConstraintViolation,
+    DatabaseCorruptError,
+    InvalidCursor,
+    InvalidInput,
+    InvalidStateError,
+    MessageNotFound,
+    MigrationError,
+    NotFoundError,
+    ReadOnlyError,
+    SchemaMismatchError,
+    SessionArchived,
+    SessionExists,
+    SessionNotFound,
+    SessionStoreError,
+    StorageError,
+    StorageFullError,
+    StorageIOError,
+    StoreBusyError,
+    StoreClosedError,
+)
+from .health import Check, HealthReport, RepairReport
+from .migrations import UpgradeReport
+from .records import MessageRecord, NewMessage, Page, SessionRecord
+from .store import SessionStore, Transaction
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_URL",
+    "Check",
+    "ConflictError",
+    "ConstraintViolation",
+    "DatabaseCorruptError",
+    "HealthReport",
+    "InvalidCursor",
+    "InvalidInput",
+    "InvalidStateError",
+    "MessageNotFound",
+    "MessageRecord",
+    "MigrationError",
+    "NewMessage",
+    "NotFoundError",
+    "Page",
+    "ReadOnlyError",
+    "RepairReport",
+    "SchemaMismatchError",
+    "SessionArchived",
+    "SessionExists",
+    "SessionNotFound",
+    "SessionRecord",
+    "SessionStore",
+    "SessionStoreError",
+    "StorageError",
+    "StorageFullError",
+    "StorageIOError",
+    "StoreBusyError",
+    "StoreClosedError",
+    "StoreConfig",
+    "Transaction",
+    "UpgradeReport",
+    "__version__",
+]

@@ -1,0 +1,235 @@
+"""The engine: pooling, per-connection pragmas, and how transactions begin.
+
+SQLite file databases get a ``QueuePool`` whose ``connect`` hook sets, on
+every new connection, the pragmas the legacy layer never set: foreign keys
+on, a busy timeout, ``synchronous``, a larger page cache and in-memory temp
+storage. WAL is switched on once (it is a property of the file and persists),
+with a retry because another process may be opening the same file.
+
+The pysqlite driver is put in autocommit mode and SQLAlchemy's ``begin``
+event emits the ``BEGIN`` itself (the SQLAlchemy documentation's pysqlite
+recipe). That gives us two things the driver's own transaction handling
+cannot: DDL inside transactions (so migrations are atomic), and
+``BEGIN IMMEDIATE`` for every transaction that may write. A deferred
+transaction that reads first and writes later has to upgrade its lock, and
+when two do it at once one of them fails with "database is locked" at once,
+whatever the busy timeout; ``BEGIN IMMEDIATE`` takes the write lock up front
+and waits for it properly. Read-only work runs on :func:`reader`, which
+begins deferred transactions so readers never queue behind writers.
+
+PostgreSQL gets an ordinary pool with ``pool_pre_ping``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.pool import QueuePool, StaticPool
+
+from .config import StoreConfig
+from .errors import InvalidInput, StorageError, translate
+
+__all__ = ["PoolStatus", "build_engine", "is_memory", "pool_status", "reader", "sqlite_path"]
+
+_BEGIN_OPTION = "sessionstore_begin"
+_WAL_ATTEMPTS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStatus:
+    """What the pool holds, and the settings in force on one of its connections."""
+
+    dialect: str
+    pool_class: str
+    size: int
+    checked_out: int
+    overflow: int
+    pragmas: dict[str, Any]
+
+
+def normalize_url(url: str | URL) -> URL:
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise InvalidInput(f"not a database URL: {url!r}") from exc
+    if parsed.drivername in ("postgresql", "postgres"):
+        # psycopg 3 is the driver the ``postgres`` extra installs.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise InvalidInput(
+            f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql://"
+        )
+    return parsed
+
+
+def is_memory(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def sqlite_path(engine: Engine) -> str | None:
+    """The file behind a SQLite engine, or None for memory and other databases."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or is_memory(url):
+        return None
+    return str(url.database)
+
+
+def build_engine(config: StoreConfig) -> Engine:
+    url = normalize_url(config.url)
+    if url.get_backend_name() == "sqlite":
+        engine = _sqlite_engine(url, config)
+    else:
+        engine = create_engine(
+            url,
+            pool_size=config.pool_size,
+            max_overflow=config.max_overflow,
+            pool_timeout=config.pool_timeout,
+            pool_pre_ping=True,
+            **config.engine_options,
+        )
+    _dispose_after_fork(engine)
+    return engine
+
+
+def reader(engine: Engine) -> Engine:
+    """The same engine and pool, beginning deferred (read) transactions on SQLite."""
+    return engine.execution_options(**{_BEGIN_OPTION: "BEGIN"})
+
+
+def _sqlite_engine(url: URL, config: StoreConfig) -> Engine:
+    busy_ms = int(config.busy_timeout.total_seconds() * 1000)
+    connect_args = {
+        "timeout": config.busy_timeout.total_seconds(),
+        "check_same_thread": False,
+    }
+    memory = is_memory(url)
+    if memory:
+        # One connection, shared: a second connection would see another database.
+        engine = create_engine(
+            url, poolclass=StaticPool, connect_args=connect_args, **config.engine_options
+        )
+    else:
+        path = str(url.database)
+        if path.startswith("file:"):
+            raise InvalidInput("use a plain path in sqlite:/// URLs, not a file: URI")
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise InvalidInput(f"the directory {parent!r} for the database does not exist")
+        engine = create_engine(
+            url,
+            poolclass=QueuePool,
+            pool_size=config.pool_size,
+            max_overflow=config.max_overflow,
+            pool_timeout=config.pool_timeout,
+            connect_args=connect_args,
+            **config.engine_options,
+        )
+    pragmas = (
+        # The legacy file declared its foreign keys and cascades but never enforced them.
+        "PRAGMA foreign_keys = ON",
+        # Wait for another writer's lock instead of failing at once.
+        f"PRAGMA busy_timeout = {busy_ms}",
+        # NORMAL is crash-safe in WAL mode; FULL also survives power loss.
+        f"PRAGMA synchronous = {config.synchronous}",
+        # Negative means KiB: a cache big enough for the hot indexes.
+        f"PRAGMA cache_size = -{config.cache_size_kib}",
+        # Sorts and temporary indexes for search stay off the disk.
+        "PRAGMA temp_store = MEMORY",
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # Autocommit in the driver; the "begin" hook below emits BEGIN itself.
+        dbapi_connection.isolation_level = None
+        for pragma in pragmas:
+            dbapi_connection.execute(pragma)
+        if not memory:
+            _enable_wal(dbapi_connection, config.busy_timeout.total_seconds())
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        statement = conn.get_execution_options().get(_BEGIN_OPTION, "BEGIN IMMEDIATE")
+        conn.connection.dbapi_connection.execute(statement)  # type: ignore[union-attr]
+
+    return engine
+
+
+def _enable_wal(dbapi_connection: sqlite3.Connection, deadline_seconds: float) -> None:
+    """Switch the file to WAL once; it stays so for every later connection."""
+    mode = dbapi_connection.execute("PRAGMA journal_mode").fetchone()
+    if mode is not None and str(mode[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + deadline_seconds
+    for attempt in range(_WAL_ATTEMPTS):
+        try:
+            mode = dbapi_connection.execute("PRAGMA journal_mode = WAL").fetchone()
+        except sqlite3.OperationalError as exc:
+            # Another process holds the file while it opens it too; wait and retry.
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(min(0.2, 0.005 * 2**attempt) * random.uniform(0.5, 1.0))
+            continue
+        if mode is not None and str(mode[0]).lower() == "wal":
+            return
+    raise StorageError("could not switch the database to WAL journal mode")
+
+
+def _dispose_after_fork(engine: Engine) -> None:
+    # A pooled connection carried across fork() is shared by two processes,
+    # which corrupts SQLite's locking and PostgreSQL's protocol state alike.
+    # The child drops the parent's connections (without closing them) and
+    # opens its own on first use.
+    ref = weakref.ref(engine)
+
+    def _after_fork_in_child() -> None:
+        target = ref()
+        if target is not None:
+            target.dispose(close=False)
+
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def pool_status(engine: Engine) -> PoolStatus:
+    pool = engine.pool
+    pragmas: dict[str, Any] = {}
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                for name in (
+                    "foreign_keys",
+                    "journal_mode",
+                    "synchronous",
+                    "busy_timeout",
+                    "cache_size",
+                    "temp_store",
+                ):
+                    pragmas[name] = conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+            else:
+                for name in ("server_version", "default_transaction_isolation", "TimeZone"):
+                    pragmas[name] = conn.exec_driver_sql(f"SHOW {name}").scalar()
+            conn.rollback()
+    except Exception as exc:
+        raise translate(exc, path=sqlite_path(engine)) from exc
+    size = checked_out = overflow = 0
+    if isinstance(pool, QueuePool):
+        size, checked_out, overflow = pool.size(), pool.checkedout(), max(0, pool.overflow())
+    elif isinstance(pool, StaticPool):
+        size = 1
+    return PoolStatus(
+        dialect=engine.dialect.name,
+        pool_class=type(pool).__name__,
+        size=size,
+        checked_out=checked_out,
+        overflow=overflow,
+        pragmas=pragmas,
+    )

@@ -1,0 +1,235 @@
+"""ORM models: the tables as this version of the code expects them at ``head``.
+
+The legacy column names are kept as they are on disk (``message_count``,
+``tokens_used``, ``metadata`` …) because other programs still read them.
+What the new behaviour needs is added beside them:
+
+* ``sessions.last_seq``: the last sequence number handed out, so an append
+  allocates the next one with one indexed read of the session row;
+* ``sessions.status``: where the session is in its lifecycle;
+* ``messages.client_msg_id``: a caller-chosen id that makes a retried append
+  idempotent;
+* the ``tool`` role beside ``user``, ``assistant`` and ``system``;
+* quarantine tables that keep rows the legacy file could not keep (orphans).
+
+Counts and totals on ``sessions`` are maintained by triggers created in the
+migrations, not by this code; the full-text index (FTS5 on SQLite, a
+``tsvector`` on PostgreSQL) likewise lives only in the migrations, because
+neither can be expressed portably here. The revisions never import this
+module: they are frozen history, this is the present.
+
+Timestamps are stored as naive UTC (``YYYY-MM-DD HH:MM:SS.ffffff`` on SQLite,
+which sorts as text in time order) and handed out timezone-aware.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    REAL,
+    TIMESTAMP,
+    BigInteger,
+    CheckConstraint,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
+
+__all__ = [
+    "ROLES",
+    "STATUSES",
+    "Base",
+    "Message",
+    "QuarantinedMessage",
+    "QuarantinedMetadata",
+    "Session",
+    "SessionMetadata",
+    "UTCDateTime",
+]
+
+ROLES = ("user", "assistant", "system", "tool")
+STATUSES = ("active", "archived")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite's CURRENT_TIMESTAMP has whole seconds; this keeps microsecond text
+# that sorts with the values the application writes.
+SQLITE_NOW = "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
+
+
+class _SQLiteTimestamp(UserDefinedType[str]):
+    """``TIMESTAMP`` on SQLite, passed through as text: parsing is done once, below."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "TIMESTAMP"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A naive-UTC column that accepts and returns timezone-aware datetimes.
+
+    On SQLite the value is the text ``YYYY-MM-DD HH:MM:SS.ffffff`` (sortable,
+    and what the legacy ``CURRENT_TIMESTAMP`` text extends), converted with
+    :meth:`datetime.fromisoformat`, several times faster than a regex.
+    """
+
+    impl = TIMESTAMP
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(_SQLiteTimestamp())
+        return dialect.type_descriptor(TIMESTAMP())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        if dialect.name == "sqlite":
+            return value.isoformat(sep=" ", timespec="microseconds")
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+
+
+def to_utc_text(value: datetime) -> str:
+    """The stored SQLite text of an aware (or naive UTC) datetime."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(sep=" ", timespec="microseconds")
+
+
+# SQLite needs INTEGER PRIMARY KEY for a rowid alias; PostgreSQL gets BIGINT.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+# The legacy columns are REAL on SQLite; on PostgreSQL that would be 4 bytes.
+Real = Float().with_variant(REAL(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Session(Base):
+    __tablename__ = "sessions"
+    __table_args__ = (
+        CheckConstraint(f"status IN {STATUSES!r}", name="status"),
+        CheckConstraint("message_count >= 0", name="message_count"),
+        # The session list, newest activity first, paged by (last_activity, session_id).
+        Index("ix_sessions_last_activity_session_id", "last_activity", "session_id"),
+        Index("ix_sessions_model_id_last_activity", "model_id", "last_activity", "session_id"),
+        Index("ix_sessions_status_last_activity", "status", "last_activity", "session_id"),
+        Index("ix_sessions_created_at", "created_at"),
+    )
+
+    session_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_activity: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    model_id: Mapped[str] = mapped_column(Text, nullable=False)
+    model_name: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    message_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    total_tokens: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    total_duration_seconds: Mapped[float] = mapped_column(Real, nullable=False, server_default="0")
+    last_seq: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="active")
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("session_id", "sequence_number"),
+        CheckConstraint(f"role IN {ROLES!r}", name="role"),
+        Index(
+            "uq_messages_session_id_client_msg_id",
+            "session_id",
+            "client_msg_id",
+            unique=True,
+            sqlite_where=text("client_msg_id IS NOT NULL"),
+            postgresql_where=text("client_msg_id IS NOT NULL"),
+        ),
+        {"sqlite_autoincrement": True},
+    )
+
+    message_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("sessions.session_id", ondelete="CASCADE"), nullable=False
+    )
+    sequence_number: Mapped[int] = mapped_column(Integer, nullable=False)
+    role: Mapped[str] = mapped_column(Text, nullable=False)
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    tokens_used: Mapped[int | None] = mapped_column(Integer)
+    duration_seconds: Mapped[float | None] = mapped_column(Real)
+    # ``metadata`` is reserved on declarative classes; the column keeps its legacy name.
+    metadata_json: Mapped[str | None] = mapped_column("metadata", Text)
+    client_msg_id: Mapped[str | None] = mapped_column(Text)
+
+
+class SessionMetadata(Base):
+    __tablename__ = "session_metadata"
+    __table_args__ = (
+        UniqueConstraint("session_id", "key"),
+        {"sqlite_autoincrement": True},
+    )
+
+    metadata_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("sessions.session_id", ondelete="CASCADE"), nullable=False
+    )
+    key: Mapped[str] = mapped_column(Text, nullable=False)
+    value: Mapped[str | None] = mapped_column(Text)
+
+
+class QuarantinedMessage(Base):
+    """A message that could not stay in ``messages`` (its session is gone), kept as found."""
+
+    __tablename__ = "quarantined_messages"
+
+    message_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    session_id: Mapped[str | None] = mapped_column(Text)
+    sequence_number: Mapped[int | None] = mapped_column(Integer)
+    role: Mapped[str | None] = mapped_column(Text)
+    content: Mapped[str | None] = mapped_column(Text)
+    timestamp: Mapped[str | None] = mapped_column(Text)
+    tokens_used: Mapped[int | None] = mapped_column(Integer)
+    duration_seconds: Mapped[float | None] = mapped_column(Real)
+    metadata_json: Mapped[str | None] = mapped_column("metadata", Text)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    quarantined_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class QuarantinedMetadata(Base):
+    """A session_metadata row whose session is gone, kept as found."""
+
+    __tablename__ = "quarantined_metadata"
+
+    metadata_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    session_id: Mapped[str | None] = mapped_column(Text)
+    key: Mapped[str | None] = mapped_column(Text)
+    value: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    quarantined_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

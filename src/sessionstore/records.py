@@ -1,0 +1,86 @@
+"""What callers receive: frozen records and pages, never ORM instances.
+
+Records are plain values. They cannot lazy-load or detach behind the
+caller's back, they compare by value, and they are safe to hand to another
+thread. All timestamps are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+__all__ = ["MessageRecord", "NewMessage", "Page", "SessionRecord"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    session_id: str
+    model_id: str
+    model_name: str | None
+    title: str | None
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    last_activity: datetime
+    message_count: int
+    total_tokens: int
+    total_duration_seconds: float
+    #: The sequence number the last appended message received.
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    message_id: int
+    session_id: str
+    sequence_number: int
+    role: str
+    content: str
+    timestamp: datetime
+    tokens: int | None
+    duration: float | None
+    #: The metadata as stored: JSON text (legacy rows may hold text that is not JSON).
+    metadata_json: str | None
+    client_msg_id: str | None
+
+    @property
+    def metadata(self) -> Any:
+        """The metadata decoded from JSON; ``None`` when absent or not valid JSON."""
+        if self.metadata_json is None:
+            return None
+        try:
+            return json.loads(self.metadata_json)
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """One message for :meth:`MessageRepository.append_many`."""
+
+    role: str
+    content: str
+    tokens: int | None = None
+    duration: float | None = None
+    metadata: Mapping[str, Any] | None = None
+    client_msg_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of results; pass ``next_cursor`` back for the next, ``None`` on the last."""
+
+    items: tuple[T, ...]
+    next_cursor: str | None
+
+    def __iter__(self) -> Any:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)

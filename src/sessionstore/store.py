@@ -1,0 +1,203 @@
+"""The store: one object that owns an engine and hands out the repositories.
+
+::
+
+    store = SessionStore.open("sqlite:///.ai-router-sessions.db")
+    session = store.sessions.create("gpt-4o")
+    store.messages.append(session.session_id, "user", "Hello")
+    with store.transaction() as tx:          # several calls, one transaction
+        tx.messages.append(session.session_id, "assistant", "Hi!")
+        tx.sessions.rename(session.session_id, "Greetings")
+    store.close()
+
+Opening a store brings the database to the current schema first (an empty
+file is created, a legacy file is backed up and adopted; see
+:mod:`sessionstore.migrations`) unless ``upgrade=False``, in which case a
+database that is not current is refused with :class:`SchemaMismatchError`.
+Nothing is created at import time: the engine is the store's, and
+:meth:`close` disposes of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import Engine
+
+from . import migrations
+from .config import StoreConfig
+from .engine import PoolStatus, build_engine, is_memory, pool_status, sqlite_path
+from .errors import StoreClosedError
+from .health import Health
+from .messages import MessageRepository
+from .sessions import SessionRepository
+from .transactions import StoreRunner, TransactionRunner
+
+__all__ = ["SessionStore", "Transaction"]
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """The repositories, bound to one open transaction (see :meth:`SessionStore.transaction`)."""
+
+    sessions: SessionRepository
+    messages: MessageRepository
+
+
+class SessionStore:
+    """Sessions and messages of LLM conversations, in SQLite or PostgreSQL."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        config: StoreConfig | None = None,
+        clock: Clock | None = None,
+        owns_engine: bool = False,
+    ) -> None:
+        self._engine = engine
+        self._config = config or StoreConfig(url=engine.url.render_as_string(hide_password=False))
+        self._clock = clock or utc_now
+        self._owns_engine = owns_engine
+        self._runner = StoreRunner(
+            engine,
+            busy_deadline=self._config.busy_timeout,
+            serialize=is_memory(engine.url),
+        )
+        self.sessions = SessionRepository(self._runner, self._clock)
+        self.messages = MessageRepository(
+            self._runner, self._clock, max_content_bytes=self._config.max_content_bytes
+        )
+        self.health = Health(engine, self._runner, self._clock)
+
+    # --- opening and closing -----------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        url: str | None = None,
+        *,
+        upgrade: bool = True,
+        clock: Clock | None = None,
+        **options: Any,
+    ) -> Self:
+        """Open the database at ``url`` (else ``$SESSIONSTORE_URL``, else the default file)."""
+        return cls.from_config(StoreConfig.from_env(url, **options), upgrade=upgrade, clock=clock)
+
+    @classmethod
+    def from_config(
+        cls, config: StoreConfig, *, upgrade: bool = True, clock: Clock | None = None
+    ) -> Self:
+        engine = build_engine(config)
+        store = cls(engine, config=config, clock=clock, owns_engine=True)
+        try:
+            store._prepare(upgrade)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def from_engine(
+        cls,
+        engine: Engine,
+        *,
+        upgrade: bool = True,
+        clock: Clock | None = None,
+        **options: Any,
+    ) -> Self:
+        """A store on an engine the caller made (and disposes of: :meth:`close` leaves it)."""
+        config = StoreConfig(url=engine.url.render_as_string(hide_password=False), **options)
+        store = cls(engine, config=config, clock=clock)
+        store._prepare(upgrade)
+        return store
+
+    def _prepare(self, upgrade: bool) -> None:
+        if upgrade:
+            self.upgrade()
+        else:
+            migrations.check_at_head(self._engine)
+
+    def close(self) -> None:
+        """Release every pooled connection. The store cannot be used afterwards."""
+        if self._runner.closed:
+            return
+        self._runner.closed = True
+        if self._owns_engine:
+            self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- what the store is ---------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def config(self) -> StoreConfig:
+        return self._config
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, or ``None`` for memory and PostgreSQL."""
+        path = sqlite_path(self._engine)
+        return Path(path) if path else None
+
+    def pool_status(self) -> PoolStatus:
+        """Pool size, connections checked out and in overflow, and the pragmas in force."""
+        self._check_open()
+        return pool_status(self._engine)
+
+    def upgrade(self, target: str = "head") -> migrations.UpgradeReport:
+        """Bring the database to ``target``; see :mod:`sessionstore.migrations`."""
+        self._check_open()
+        return migrations.upgrade(self._engine, target)
+
+    # --- transactions ----------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Several calls in one transaction: committed if the block succeeds, else rolled back."""
+        with self._runner.transaction() as conn:
+            runner = TransactionRunner(conn, path=sqlite_path(self._engine))
+            yield Transaction(
+                sessions=SessionRepository(runner, self._clock),
+                messages=MessageRepository(
+                    runner, self._clock, max_content_bytes=self._config.max_content_bytes
+                ),
+            )
+
+    def _check_open(self) -> None:
+        if self._runner.closed:
+            raise StoreClosedError()
+
+    def __repr__(self) -> str:
+        url = self._engine.url.render_as_string(hide_password=True)
+        state = "closed" if self._runner.closed else "open"
+        return f"<SessionStore {url} ({state})>"
