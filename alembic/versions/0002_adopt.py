@@ -61,15 +61,17 @@ LEGACY_COLUMNS = {
     "session_metadata": {"metadata_id", "session_id", "key", "value"},
 }  # fmt: skip
 
+# What other programs read; re-created only where a database lacks them (the
+# legacy file's own definitions are kept as they are).
 VIEWS = {
     "recent_sessions": """
         CREATE VIEW recent_sessions AS
-        SELECT s.session_id, s.created_at, s.updated_at, s.last_activity, s.model_id,
-               s.model_name, s.title, s.message_count, s.total_tokens,
-               s.total_duration_seconds,
+        SELECT s.session_id, s.title, s.model_id, s.model_name, s.message_count,
+               s.total_tokens, s.total_duration_seconds, s.created_at, s.updated_at,
+               s.last_activity,
                (SELECT m.content FROM messages m
                  WHERE m.session_id = s.session_id AND m.role = 'user'
-                 ORDER BY m.sequence_number ASC LIMIT 1) AS first_message,
+                 ORDER BY m.sequence_number ASC LIMIT 1) AS first_prompt,
                (SELECT m.content FROM messages m
                  WHERE m.session_id = s.session_id
                  ORDER BY m.sequence_number DESC LIMIT 1) AS last_message
@@ -82,9 +84,9 @@ VIEWS = {
                COUNT(*) AS session_count,
                SUM(message_count) AS total_messages,
                SUM(total_tokens) AS total_tokens,
-               AVG(total_duration_seconds) AS avg_duration_seconds,
+               AVG(total_duration_seconds) AS avg_duration,
                MIN(created_at) AS first_session,
-               MAX(last_activity) AS last_activity
+               MAX(last_activity) AS last_session
         FROM sessions
         GROUP BY model_id
     """,
