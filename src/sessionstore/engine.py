@@ -201,18 +201,17 @@ def _dispose_after_fork(engine: Engine) -> None:
 
 def pool_status(engine: Engine) -> PoolStatus:
     pool = engine.pool
+    # Counted before the probe below borrows a connection of its own.
+    size = checked_out = overflow = 0
+    if isinstance(pool, QueuePool):
+        size, checked_out, overflow = pool.size(), pool.checkedout(), max(0, pool.overflow())
+    elif isinstance(pool, StaticPool):
+        size = 1
     pragmas: dict[str, Any] = {}
     try:
-        with engine.connect() as conn:
+        with reader(engine).connect() as conn:
             if engine.dialect.name == "sqlite":
-                for name in (
-                    "foreign_keys",
-                    "journal_mode",
-                    "synchronous",
-                    "busy_timeout",
-                    "cache_size",
-                    "temp_store",
-                ):
+                for name in _REPORTED_PRAGMAS:
                     pragmas[name] = conn.exec_driver_sql(f"PRAGMA {name}").scalar()
             else:
                 for name in ("server_version", "default_transaction_isolation", "TimeZone"):
@@ -220,11 +219,6 @@ def pool_status(engine: Engine) -> PoolStatus:
             conn.rollback()
     except Exception as exc:
         raise translate(exc, path=sqlite_path(engine)) from exc
-    size = checked_out = overflow = 0
-    if isinstance(pool, QueuePool):
-        size, checked_out, overflow = pool.size(), pool.checkedout(), max(0, pool.overflow())
-    elif isinstance(pool, StaticPool):
-        size = 1
     return PoolStatus(
         dialect=engine.dialect.name,
         pool_class=type(pool).__name__,
@@ -233,3 +227,13 @@ def pool_status(engine: Engine) -> PoolStatus:
         overflow=overflow,
         pragmas=pragmas,
     )
+
+
+_REPORTED_PRAGMAS = (
+    "foreign_keys",
+    "journal_mode",
+    "synchronous",
+    "busy_timeout",
+    "cache_size",
+    "temp_store",
+)

@@ -108,7 +108,10 @@ def check_status(status: object) -> str | None:
 
 def to_session(row: Any) -> SessionRecord:
     """A record from a row read through SQLAlchemy (types already converted)."""
-    return SessionRecord(*row)
+    values = list(row)
+    # SQLite hands back a REAL that happens to be whole as an int.
+    values[10] = float(values[10])
+    return SessionRecord(*values)
 
 
 def session_from_db(row: Any) -> SessionRecord:

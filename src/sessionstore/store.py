@@ -20,13 +20,13 @@ Nothing is created at import time: the engine is the store's, and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import IO, Any, Self
 
 from sqlalchemy import Engine
 
@@ -34,9 +34,12 @@ from . import migrations
 from .config import StoreConfig
 from .engine import PoolStatus, build_engine, is_memory, pool_status, sqlite_path
 from .errors import StoreClosedError
+from .export import Format, export_session, import_session
 from .health import Health
 from .messages import MessageRepository
+from .records import SessionRecord
 from .sessions import SessionRepository
+from .stats import StoreStats, collect_stats
 from .transactions import StoreRunner, TransactionRunner
 
 __all__ = ["SessionStore", "Transaction"]
@@ -81,6 +84,8 @@ class SessionStore:
             self._runner, self._clock, max_content_bytes=self._config.max_content_bytes
         )
         self.health = Health(engine, self._runner, self._clock)
+        #: What opening the store did to the database (``None`` with ``upgrade=False``).
+        self.upgrade_report: migrations.UpgradeReport | None = None
 
     # --- opening and closing -----------------------------------------------------
 
@@ -126,7 +131,7 @@ class SessionStore:
 
     def _prepare(self, upgrade: bool) -> None:
         if upgrade:
-            self.upgrade()
+            self.upgrade_report = self.upgrade()
         else:
             migrations.check_at_head(self._engine)
 
@@ -192,6 +197,27 @@ class SessionStore:
                     runner, self._clock, max_content_bytes=self._config.max_content_bytes
                 ),
             )
+
+    # --- whole sessions and the whole store -------------------------------------------
+
+    def export(
+        self, session_id: str, format: Format = "json", out: IO[str] | None = None
+    ) -> str | None:
+        """The whole session as JSON or Markdown, streamed to ``out`` or returned as text."""
+        return export_session(self._runner, session_id, format, out)
+
+    def import_session(
+        self,
+        source: str | bytes | IO[str] | Mapping[str, Any],
+        *,
+        session_id: str | None = None,
+    ) -> SessionRecord:
+        """Recreate a session from :meth:`export` JSON (optionally under a new id)."""
+        return import_session(self._runner, source, session_id=session_id)
+
+    def stats(self) -> StoreStats:
+        """Totals and a per-model breakdown, from the session rows alone."""
+        return collect_stats(self._runner)
 
     def _check_open(self) -> None:
         if self._runner.closed:

@@ -1,0 +1,210 @@
+"""What the benchmark modules share: the text corpus, bulk seeding, and operation labels.
+
+Seeding is bulk and happens once per benchmark session (see ``conftest.py``):
+``append_many`` in batches of 5,000 for the read benchmarks' session, and raw
+``executemany`` on the store's own file (the store's triggers still fire, so
+counts, ``last_seq`` and the FTS index are exactly what appends would leave)
+for the 100,000-message session and the 10,000 sessions.
+
+Every benchmark is labelled with :func:`label`: the operation, the side
+(``ours``, ``raw_dict``, ``raw_tuple``), and the targets ``report.py``
+checks. The labels travel in pytest-benchmark's ``extra_info``.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import cycle
+from pathlib import Path
+from typing import Any
+
+from baseline import store_pragmas, utc_text
+
+from sessionstore import SessionStore
+
+__all__ = [
+    "MODELS",
+    "OPS",
+    "RARE_MODEL",
+    "SIDES",
+    "Op",
+    "Texts",
+    "bulk_messages",
+    "bulk_sessions",
+    "label",
+    "make_texts",
+    "raw_connection",
+]
+
+SIDES = ("ours", "raw_dict", "raw_tuple")
+MODELS = ("gpt-4o", "claude-3-5-sonnet", "llama-3.1-70b", "mistral-large")
+#: A model with a handful of sessions among thousands: the selective filter case.
+RARE_MODEL = "rare-model"
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One benchmarked operation and what it is held to."""
+
+    title: str
+    #: ours/raw ceiling (None: reported, not judged).
+    target: float | None
+    #: The operation this one is compared with at depth (ours/ours), and that ceiling.
+    depth_of: str | None = None
+    depth_target: float | None = None
+
+
+OPS: dict[str, Op] = {
+    "append": Op("append 1 message (empty session)", 2.0),
+    "append_100k": Op("append 1 message (session of 100,000)", 2.0, "append", 1.25),
+    "recent_20k": Op("recent(50), session of 20,000", 2.0),
+    "history_p1": Op("history page 1 (limit 50), session of 20,000", 2.0),
+    "history_10k": Op("history page after seq 10,000 (limit 50)", 2.0, "history_p1", 1.25),
+    "message_get": Op("messages.get(id)", 2.0),
+    "session_get": Op("sessions.get(id), 10,000 sessions", 2.0),
+    "list_p1": Op("sessions.list page 1 (limit 20), 10,000 sessions", 2.0),
+    "list_p200": Op("sessions.list page 200 (limit 20)", 2.0, "list_p1", 1.25),
+    "list_rare_active": Op(
+        "sessions.list(model_id=rare, status=active) page 1", 2.0, "list_p1", None
+    ),
+    "threads_10x100": Op("10 threads x 100 appends, one session (wall)", None),
+}
+
+
+def label(benchmark: Any, op: str, side: str, **extra: Any) -> None:
+    """Name the benchmark's group and record what ``report.py`` needs in ``extra_info``."""
+    spec = OPS[op]
+    benchmark.group = spec.title
+    benchmark.extra_info.update(
+        kind="op",
+        op=op,
+        side=side,
+        title=spec.title,
+        target=spec.target,
+        depth_of=spec.depth_of,
+        depth_target=spec.depth_target,
+        **extra,
+    )
+
+
+# --- text ---------------------------------------------------------------------------
+
+
+def _vocabulary(rng: random.Random, size: int = 2000) -> list[str]:
+    syllables = [c + v for c in "bcdfghjklmnprstvwz" for v in ("a", "e", "i", "o", "u", "ou")]
+    words = {"".join(rng.choices(syllables, k=rng.randint(1, 4))) for _ in range(size * 2)}
+    return sorted(words)[:size]
+
+
+def make_texts(count: int = 512, seed: int = 20261124) -> list[tuple[str, str, int]]:
+    """Deterministic chat-like messages: (role, content, tokens).
+
+    Users write 8 to 40 words, assistants 40 to 200 (about 75 words, 500
+    bytes on average), over a 2,000-word vocabulary, so the FTS index does
+    realistic work.
+    """
+    rng = random.Random(seed)
+    vocabulary = _vocabulary(rng)
+    texts = []
+    for i in range(count):
+        role = "user" if i % 2 == 0 else "assistant"
+        n = rng.randint(8, 40) if role == "user" else rng.randint(40, 200)
+        words = rng.choices(vocabulary, k=n)
+        sentences = []
+        for start in range(0, n, 12):
+            chunk = " ".join(words[start : start + 12])
+            sentences.append(chunk[:1].upper() + chunk[1:] + ".")
+        content = " ".join(sentences)
+        texts.append((role, content, max(1, len(content) // 4)))
+    return texts
+
+
+class Texts:
+    """An endless, deterministic stream of messages; each side of a comparison gets its own."""
+
+    def __init__(self, count: int = 512) -> None:
+        self._items = cycle(make_texts(count))
+
+    def __call__(self) -> tuple[str, str, int]:
+        return next(self._items)
+
+
+# --- seeding ------------------------------------------------------------------------
+
+
+def raw_connection(path: Path) -> sqlite3.Connection:
+    """A driver connection with the store's pragmas, for bulk seeding."""
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    for pragma in store_pragmas():
+        conn.execute(pragma)
+    return conn
+
+
+def bulk_messages(path: Path, session_id: str, count: int, *, batch: int = 10_000) -> None:
+    """``count`` messages into an existing session by raw ``executemany`` (triggers fire)."""
+    texts = make_texts(1024)
+    conn = raw_connection(path)
+    try:
+        start = conn.execute(
+            "SELECT last_seq FROM sessions WHERE session_id = ?", (session_id,)
+        ).fetchone()[0]
+        for first in range(0, count, batch):
+            rows = []
+            for i in range(first, min(count, first + batch)):
+                role, content, tokens = texts[i % len(texts)]
+                seq = start + i + 1
+                ts = utc_text(EPOCH + timedelta(milliseconds=seq))
+                rows.append((session_id, seq, role, content, ts, tokens))
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO messages (session_id, sequence_number, role, content, timestamp,"
+                " tokens_used) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+def bulk_sessions(path: Path, count: int, *, rare_every: int = 2000) -> list[str]:
+    """``count`` sessions by raw ``executemany``; returns their ids, newest activity first.
+
+    Four models in turn, one session in ``rare_every`` on :data:`RARE_MODEL`,
+    one in ten archived, every ``last_activity`` distinct.
+    """
+    rng = random.Random(7)
+    rows = []
+    for i in range(count):
+        session_id = f"{rng.getrandbits(128):032x}"
+        model = RARE_MODEL if i % rare_every == 0 else MODELS[i % len(MODELS)]
+        created = utc_text(EPOCH + timedelta(seconds=i))
+        active = utc_text(EPOCH + timedelta(seconds=i, milliseconds=rng.randint(1, 999)))
+        status = "archived" if i % 10 == 7 else "active"
+        title = f"Conversation {i} about {model}"
+        count_ = rng.randint(0, 200)
+        rows.append((session_id, model, model.upper(), title, status, created, created, active,
+                     count_, count_ * 40, count_ * 0.75, count_))  # fmt: skip
+    conn = raw_connection(path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO sessions (session_id, model_id, model_name, title, status, created_at,"
+            " updated_at, last_activity, message_count, total_tokens, total_duration_seconds,"
+            " last_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    rows.sort(key=lambda row: (row[7], row[0]), reverse=True)
+    return [row[0] for row in rows]
+
+
+def open_store(path: Path, **options: Any) -> SessionStore:
+    return SessionStore.open(f"sqlite:///{path}", **options)

@@ -1,0 +1,301 @@
+"""The ``sessionstore`` command line: a thin layer over the library.
+
+Every command takes ``--db URL`` (default ``$SESSIONSTORE_URL``, else
+``./.ai-router-sessions.db``). Results people scan are tables; ``--json``
+prints the same data for scripts. Library errors become one clean line on
+stderr and exit status 2; ``doctor`` exits 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+
+from .config import DEFAULT_URL, URL_ENV
+from .errors import SessionStoreError
+from .records import SessionRecord
+from .store import SessionStore
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def db_option(func: F) -> F:
+    return click.option(
+        "--db",
+        "url",
+        envvar=URL_ENV,
+        default=DEFAULT_URL,
+        show_default=True,
+        help=f"Database URL (or set {URL_ENV}).",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+
+
+@contextmanager
+def opened(url: str) -> Iterator[SessionStore]:
+    """The store at ``url``, brought to the current schema, closed on exit."""
+    with SessionStore.open(url) as store:
+        yield store
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table with aligned columns."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    line = "  ".join("-" * w for w in widths)
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), line]
+    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    if not cells:
+        out.append("(none)")
+    return "\n".join(text.rstrip() for text in out)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False))
+
+
+class CleanErrors(click.Group):
+    """Library errors become one line and exit status 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SessionStoreError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=CleanErrors)
+@click.version_option(package_name="sessionstore")
+def main() -> None:
+    """Conversation history for LLM applications, stored in SQL."""
+
+
+@main.command()
+@db_option
+@json_option
+def upgrade(url: str, as_json: bool) -> None:
+    """Create the database, adopt a legacy file in place, or bring it to the current schema."""
+    with opened(url) as store:
+        report = store.upgrade_report
+    assert report is not None
+    if as_json:
+        emit_json(asdict(report))
+        return
+    rows = [
+        ("found", report.found),
+        ("from revision", report.from_revision or "-"),
+        ("to revision", report.to_revision),
+        ("revisions applied", ", ".join(report.applied) or "none (already current)"),
+        ("backup", report.backup_path or "-"),
+        ("orphaned messages quarantined", report.orphaned_messages_quarantined),
+        ("orphaned metadata quarantined", report.orphaned_metadata_quarantined),
+        ("counts repaired", report.counts_repaired),
+        ("index rows missing before", report.index_rows_missing),
+        ("index rows rebuilt", report.index_rows_rebuilt),
+        ("metadata kept as non-JSON text", len(report.invalid_json_message_ids)),
+    ]
+    click.echo(table(("upgrade", "result"), rows))
+
+
+@main.command()
+@db_option
+@json_option
+@click.option("--quick", is_flag=True, help="quick_check instead of a full integrity_check.")
+@click.option("--repair", is_flag=True, help="Fix what can be fixed without losing data.")
+def doctor(url: str, as_json: bool, quick: bool, repair: bool) -> None:
+    """Check the database; exit status 1 when any check fails."""
+    with opened(url) as store:
+        repaired = store.health.repair() if repair else None
+        report = store.health.check(quick=quick)
+        location = store.path or store.engine.url.render_as_string(hide_password=True)
+    if as_json:
+        emit_json(
+            {
+                "ok": report.ok,
+                "checks": [asdict(c) for c in report.checks],
+                "repair": None if repaired is None else asdict(repaired),
+            }
+        )
+    else:
+        click.echo(f"database: {location}\n")
+        rows = [(c.name, "ok" if c.ok else "FAIL", c.detail) for c in report.checks]
+        click.echo(table(("check", "status", "detail"), rows))
+        if repaired is not None:
+            click.echo(f"\nrepaired: {asdict(repaired)}")
+        click.echo(f"\n{'healthy' if report.ok else 'UNHEALTHY'}")
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.group()
+def sessions() -> None:
+    """Browse sessions."""
+
+
+@sessions.command("list")
+@db_option
+@json_option
+@click.option("--limit", default=20, show_default=True, help="Sessions per page (1-1000).")
+@click.option("--cursor", default=None, help="The next_cursor of the previous page.")
+@click.option("--model", "model_id", default=None, help="Only sessions of this model.")
+@click.option("--status", default=None, type=click.Choice(["active", "archived"]))
+def list_sessions(
+    url: str,
+    as_json: bool,
+    limit: int,
+    cursor: str | None,
+    model_id: str | None,
+    status: str | None,
+) -> None:
+    """Sessions, newest activity first."""
+    with opened(url) as store:
+        page = store.sessions.list(limit=limit, cursor=cursor, model_id=model_id, status=status)
+    if as_json:
+        emit_json({"items": [asdict(s) for s in page.items], "next_cursor": page.next_cursor})
+        return
+    click.echo(
+        table(
+            ("session", "model", "title", "msgs", "tokens", "status", "last activity"),
+            [_session_row(s) for s in page.items],
+        )
+    )
+    if page.next_cursor:
+        click.echo(f"\nnext page: --cursor {page.next_cursor}")
+
+
+def _session_row(s: SessionRecord) -> tuple[Any, ...]:
+    return (
+        s.session_id,
+        s.model_id,
+        s.title,
+        s.message_count,
+        s.total_tokens,
+        s.status,
+        s.last_activity,
+    )
+
+
+@main.command()
+@db_option
+@json_option
+@click.argument("session_id")
+@click.option("--last", "last", default=None, type=int, help="Only the last N messages.")
+def show(url: str, as_json: bool, session_id: str, last: int | None) -> None:
+    """One conversation, readable."""
+    with opened(url) as store:
+        session = store.sessions.get(session_id)
+        if last is not None:
+            messages = store.messages.recent(session_id, last)
+        else:
+            messages = []
+            cursor = None
+            while True:
+                page = store.messages.history(session_id, limit=1000, cursor=cursor)
+                messages.extend(page.items)
+                if (cursor := page.next_cursor) is None:
+                    break
+    if as_json:
+        emit_json({"session": asdict(session), "messages": [asdict(m) for m in messages]})
+        return
+    click.secho(session.title or "Untitled session", bold=True)
+    click.echo(
+        f"{session.session_id} · {session.model_name or session.model_id} · "
+        f"{session.message_count} messages · {session.total_tokens} tokens · "
+        f"{session.status}"
+    )
+    colors = {"user": "cyan", "assistant": "green", "system": "yellow", "tool": "magenta"}
+    for message in messages:
+        stamp = message.timestamp.strftime("%Y-%m-%d %H:%M:%S")
+        click.echo()
+        click.secho(
+            f"[{message.sequence_number}] {message.role} · {stamp}",
+            fg=colors.get(message.role),
+            bold=True,
+        )
+        click.echo(message.content)
+
+
+@main.command()
+@db_option
+@click.argument("session_id")
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "markdown"]), default="json", show_default=True
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.File("w", encoding="utf-8"),
+    default="-",
+    help="File to write (default: standard output).",
+)
+def export(url: str, session_id: str, fmt: str, output: Any) -> None:
+    """Export one whole session (streamed, for sessions of any size)."""
+    with opened(url) as store:
+        store.export(session_id, "json" if fmt == "json" else "markdown", out=output)
+
+
+@main.command()
+@db_option
+@json_option
+def stats(url: str, as_json: bool) -> None:
+    """Totals and a per-model breakdown."""
+    with opened(url) as store:
+        result = store.stats()
+    if as_json:
+        emit_json(asdict(result))
+        return
+    click.echo(
+        table(
+            ("sessions", "messages", "tokens", "duration (s)", "active", "archived"),
+            [
+                (
+                    result.sessions,
+                    result.messages,
+                    result.tokens,
+                    result.duration_seconds,
+                    result.by_status.get("active", 0),
+                    result.by_status.get("archived", 0),
+                )
+            ],
+        )
+    )
+    click.echo()
+    rows = [
+        (m.model_id, m.sessions, m.messages, m.tokens, m.duration_seconds, m.last_activity)
+        for m in result.by_model
+    ]
+    click.echo(
+        table(("model", "sessions", "messages", "tokens", "duration (s)", "last activity"), rows)
+    )

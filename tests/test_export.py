@@ -1,0 +1,99 @@
+"""Export (JSON, Markdown), streaming, the JSON round trip, and statistics."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from sessionstore import InvalidInput, SessionExists, SessionNotFound, SessionStore
+
+
+def populated(store: SessionStore, n: int = 25) -> str:
+    session = store.sessions.create("gpt-4o", model_name="GPT-4o", metadata={"team": "a"})
+    sid = session.session_id
+    roles = ("system", "user", "assistant", "tool")
+    for i in range(n):
+        store.messages.append(
+            sid, roles[i % 4], f"message {i}: ünïcode 🎉 \"quoted\" \n line two",
+            tokens=i, duration=i / 10, metadata={"i": i, "nested": {"ok": True}},
+            client_msg_id=f"c{i}" if i % 3 == 0 else None,
+        )  # fmt: skip
+    return sid
+
+
+def test_json_round_trip(store: SessionStore) -> None:
+    sid = populated(store)
+    text = store.export(sid)
+    assert isinstance(text, str)
+    doc = json.loads(text)
+    assert doc["format"] == "sessionstore.session"
+    assert len(doc["messages"]) == 25
+    imported = store.import_session(text, session_id="copy-of-it")
+    original = store.sessions.get(sid)
+    for field in ("model_id", "model_name", "title", "status", "created_at", "updated_at",
+                  "last_activity", "message_count", "total_tokens", "last_seq"):  # fmt: skip
+        assert getattr(imported, field) == getattr(original, field), field
+    assert imported.total_duration_seconds == pytest.approx(original.total_duration_seconds)
+    assert store.sessions.metadata("copy-of-it") == {"team": "a"}
+    ours = store.messages.history(sid, limit=100).items
+    theirs = store.messages.history("copy-of-it", limit=100).items
+    assert [(m.sequence_number, m.role, m.content, m.timestamp, m.tokens, m.metadata_json,
+             m.client_msg_id) for m in ours] == [
+        (m.sequence_number, m.role, m.content, m.timestamp, m.tokens, m.metadata_json,
+         m.client_msg_id) for m in theirs
+    ]  # fmt: skip
+    again = json.loads(store.export("copy-of-it") or "")
+    assert again["session"] | {"session_id": sid} == doc["session"]
+
+
+def test_import_refuses_existing_and_malformed(store: SessionStore) -> None:
+    sid = populated(store, 3)
+    text = store.export(sid) or ""
+    with pytest.raises(SessionExists):
+        store.import_session(text)
+    broken = json.loads(text)
+    broken["messages"][1]["role"] = "wizard"
+    before = store.sessions.count()
+    with pytest.raises(InvalidInput):
+        store.import_session(broken, session_id="new-one")
+    for bad in ("not json", "{}", json.dumps({"format": "other"})):
+        with pytest.raises(InvalidInput):
+            store.import_session(bad, session_id="new-two")
+    assert store.sessions.count() == before
+
+
+def test_export_streams_to_a_file_object(store: SessionStore) -> None:
+    sid = populated(store, 200)
+    out = io.StringIO()
+    assert store.export(sid, "json", out=out) is None
+    assert len(json.loads(out.getvalue())["messages"]) == 200
+    markdown = store.export(sid, "markdown") or ""
+    assert markdown.startswith("# ")
+    assert markdown.count("\n## ") == 200
+
+
+def test_export_errors(store: SessionStore) -> None:
+    with pytest.raises(SessionNotFound):
+        store.export("missing")
+    sid = populated(store, 1)
+    with pytest.raises(InvalidInput):
+        store.export(sid, "yaml")  # type: ignore[arg-type]
+
+
+def test_stats_totals_and_per_model(store: SessionStore) -> None:
+    a = store.sessions.create("alpha").session_id
+    b = store.sessions.create("beta").session_id
+    store.sessions.create("alpha")
+    store.messages.append(a, "user", "x", tokens=3, duration=1.5)
+    store.messages.append(b, "user", "y", tokens=4)
+    stats = store.stats()
+    assert (stats.sessions, stats.messages, stats.tokens) == (3, 2, 7)
+    assert stats.duration_seconds == pytest.approx(1.5)
+    assert stats.by_status == {"active": 3}
+    assert [(m.model_id, m.sessions, m.messages) for m in stats.by_model] == [
+        ("alpha", 2, 1),
+        ("beta", 1, 1),
+    ]
+    assert stats.last_activity is not None and stats.last_activity.tzinfo is not None
