@@ -23,7 +23,8 @@ them off before ``BEGIN``, where the pragma still works, and this revision
 refuses to run if they are on.
 
 On PostgreSQL (no legacy layout) it creates the same tables, with plpgsql
-count triggers and a generated ``tsvector`` column under a GIN index.
+count triggers and a generated ``tsvector`` column under a GIN index (the
+``sessionstore_search`` configuration: English stemming, accents folded).
 
 Revision ID: 0002_adopt
 Revises: 0001_legacy_baseline
@@ -109,7 +110,7 @@ def _create_tables(suffix: str, now: str) -> None:
         sa.Column("model_name", sa.Text()),
         sa.Column("title", sa.Text()),
         sa.Column("message_count", sa.Integer(), nullable=False, server_default="0"),
-        sa.Column("total_tokens", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("total_tokens", Id, nullable=False, server_default="0"),
         sa.Column("total_duration_seconds", Real, nullable=False, server_default="0"),
         sa.Column("last_seq", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("status", sa.Text(), nullable=False, server_default="active"),
@@ -125,7 +126,7 @@ def _create_tables(suffix: str, now: str) -> None:
         sa.Column("role", sa.Text(), nullable=False),
         sa.Column("content", sa.Text(), nullable=False),
         sa.Column("timestamp", ts, nullable=False, server_default=sa.text(now)),
-        sa.Column("tokens_used", sa.Integer()),
+        sa.Column("tokens_used", Id),
         sa.Column("duration_seconds", Real),
         sa.Column("metadata", sa.Text()),
         sa.Column("client_msg_id", sa.Text()),
@@ -170,7 +171,7 @@ def _create_quarantine_tables() -> None:
         sa.Column("role", sa.Text()),
         sa.Column("content", sa.Text()),
         sa.Column("timestamp", sa.Text()),
-        sa.Column("tokens_used", sa.Integer()),
+        sa.Column("tokens_used", Id),
         sa.Column("duration_seconds", Real),
         sa.Column("metadata", sa.Text()),
         sa.Column("reason", sa.Text(), nullable=False),
@@ -505,9 +506,16 @@ def _upgrade_postgresql() -> None:
     _create_quarantine_tables()
     _create_indexes()
     # The search index: a stored tsvector kept by PostgreSQL itself, under GIN.
+    # English stemming with accents folded, as FTS5's remove_diacritics does.
+    op.execute("CREATE EXTENSION IF NOT EXISTS unaccent")
+    op.execute("CREATE TEXT SEARCH CONFIGURATION sessionstore_search (COPY = english)")
     op.execute(
-        "ALTER TABLE messages ADD COLUMN search_vector tsvector"
-        " GENERATED ALWAYS AS (to_tsvector('english', content)) STORED"
+        "ALTER TEXT SEARCH CONFIGURATION sessionstore_search"
+        " ALTER MAPPING FOR hword, hword_part, word WITH unaccent, english_stem"
+    )
+    op.execute(
+        "ALTER TABLE messages ADD COLUMN search_vector tsvector GENERATED ALWAYS AS"
+        " (to_tsvector('sessionstore_search', content)) STORED"
     )
     op.execute("CREATE INDEX ix_messages_search_vector ON messages USING gin (search_vector)")
     for statement in POSTGRES_FUNCTIONS:

@@ -13,6 +13,7 @@ from .errors import (
     DatabaseCorruptError,
     InvalidCursor,
     InvalidInput,
+    InvalidSearchQuery,
     InvalidStateError,
     MessageNotFound,
     MigrationError,
@@ -32,6 +33,7 @@ from .errors import (
 from .health import Check, HealthReport, RepairReport
 from .migrations import UpgradeReport
 from .records import MessageRecord, NewMessage, Page, SessionRecord
+from .search import MessageHit, SearchHit
 from .store import SessionStore, Transaction
 
 __version__ = "0.1.0"
@@ -45,7 +47,9 @@ __all__ = [
     "HealthReport",
     "InvalidCursor",
     "InvalidInput",
+    "InvalidSearchQuery",
     "InvalidStateError",
+    "MessageHit",
     "MessageNotFound",
     "MessageRecord",
     "MigrationError",
@@ -55,6 +59,7 @@ __all__ = [
     "ReadOnlyError",
     "RepairReport",
     "SchemaMismatchError",
+    "SearchHit",
     "SessionArchived",
     "SessionExists",
     "SessionNotFound",

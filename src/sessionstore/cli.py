@@ -21,6 +21,7 @@ import click
 from .config import DEFAULT_URL, URL_ENV
 from .errors import SessionStoreError
 from .records import SessionRecord
+from .search import MARK_END, MARK_START, Mode
 from .store import SessionStore
 
 __all__ = ["main"]
@@ -299,3 +300,89 @@ def stats(url: str, as_json: bool) -> None:
     click.echo(
         table(("model", "sessions", "messages", "tokens", "duration (s)", "last activity"), rows)
     )
+
+
+def highlighted(snippet: str) -> str:
+    """A snippet with its marked terms in bold colour (plain where colour is off)."""
+    out = []
+    rest = snippet
+    while MARK_START in rest:
+        before, _, after = rest.partition(MARK_START)
+        term, _, rest = after.partition(MARK_END)
+        out.append(before + click.style(term, fg="yellow", bold=True))
+    out.append(rest)
+    return "".join(out).replace("\n", " ")
+
+
+@main.command()
+@db_option
+@json_option
+@click.argument("query")
+@click.option("--limit", default=20, show_default=True, help="Hits per page (1-1000).")
+@click.option("--cursor", default=None, help="The next_cursor of the previous page.")
+@click.option("--model", "model_id", default=None, help="Only sessions of this model.")
+@click.option("--status", default=None, type=click.Choice(["active", "archived"]))
+@click.option("--recent", is_flag=True, help="Newest activity first instead of best match.")
+@click.option("--messages", "every_message", is_flag=True, help="Every matching message.")
+@click.option("--session", "session_id", default=None, help="With --messages: one session.")
+@click.option("--advanced", is_flag=True, help="The engine's own query syntax.")
+def search(
+    url: str,
+    as_json: bool,
+    query: str,
+    limit: int,
+    cursor: str | None,
+    model_id: str | None,
+    status: str | None,
+    recent: bool,
+    every_message: bool,
+    session_id: str | None,
+    advanced: bool,
+) -> None:
+    """Find sessions (each once, by its best message) or messages by their words."""
+    mode: Mode = "advanced" if advanced else "plain"
+    rows: list[tuple[Any, ...]]
+    with opened(url) as store:
+        if every_message:
+            found = store.search.messages(
+                query, session_id=session_id, limit=limit, cursor=cursor, mode=mode
+            )
+            rows = [
+                (h.message.session_id, h.message.sequence_number, h.message.role, h.rank, h.snippet)
+                for h in found.items
+            ]
+            headers: tuple[str, ...] = ("session", "#", "role", "rank", "snippet")
+            payload = [asdict(h) for h in found.items]
+            next_cursor = found.next_cursor
+        else:
+            hits = store.search.sessions(
+                query,
+                limit=limit,
+                cursor=cursor,
+                model_id=model_id,
+                status=status,
+                order="recent" if recent else "relevance",
+                mode=mode,
+            )
+            rows = [
+                (
+                    h.session.session_id,
+                    h.session.title,
+                    "title" if h.in_title else h.sequence_number,
+                    h.rank,
+                    h.snippet,
+                )
+                for h in hits.items
+            ]
+            headers = ("session", "title", "#", "rank", "snippet")
+            payload = [asdict(h) for h in hits.items]
+            next_cursor = hits.next_cursor
+    if as_json:
+        emit_json({"items": payload, "next_cursor": next_cursor})
+        return
+    lines = table(headers, [(*row[:-1], "") for row in rows]).splitlines()
+    click.echo("\n".join(lines[:2]))
+    for line, row in zip(lines[2:], rows, strict=False):
+        click.echo(line.rstrip() + " " + highlighted(str(row[-1])))
+    if next_cursor:
+        click.echo(f"\nnext page: --cursor {next_cursor}")

@@ -22,6 +22,7 @@ __all__ = [
     "DatabaseCorruptError",
     "InvalidCursor",
     "InvalidInput",
+    "InvalidSearchQuery",
     "InvalidStateError",
     "MessageNotFound",
     "MigrationError",
@@ -73,6 +74,10 @@ class InvalidInput(SessionStoreError, ValueError):
 
 class InvalidCursor(InvalidInput):
     """A pagination cursor was malformed or belongs to another query."""
+
+
+class InvalidSearchQuery(InvalidInput):
+    """An advanced search query is not valid syntax for the database's search engine."""
 
 
 # --- the request conflicts with what is stored --------------------------------

@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, Text, bindparam, insert, select, update
+from sqlalchemy import Connection, Text, bindparam, insert, select, update
 from sqlalchemy import delete as sql_delete
 
 from .errors import InvalidCursor, InvalidInput, MessageNotFound, SessionArchived, SessionNotFound
-from .models import Message, Real, Session, UTCDateTime
+from .models import BigInt, Message, Real, Session, UTCDateTime
 from .prepared import Prepared, from_db_time, to_db_time
 from .records import MessageRecord, NewMessage, Page
 from .sessions import require_session
@@ -83,7 +83,7 @@ _APPEND = Prepared(
             bindparam("role", type_=Text),
             bindparam("content", type_=Text),
             bindparam("ts", type_=UTCDateTime),
-            bindparam("tokens", type_=Integer),
+            bindparam("tokens", type_=BigInt),
             bindparam("duration", type_=Real),
             bindparam("meta", type_=Text),
             bindparam("cid", type_=Text),
@@ -233,6 +233,8 @@ class MessageRepository:
     ) -> list[MessageRecord]:
         """Store several messages in order, in one transaction: all of them or none."""
         session_id = check_id("session_id", session_id)
+        if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Iterable):
+            raise InvalidInput("messages must be a list of NewMessage or mappings")
         batch = [self._check_new(item) for item in messages]
         client_ids = [m["cid"] for m in batch if m["cid"] is not None]
         if len(client_ids) != len(set(client_ids)):
@@ -348,7 +350,7 @@ class MessageRepository:
 
         def work(raw: Raw) -> Page[MessageRecord]:
             rows = raw.all(_HISTORY, {"sid": session_id, "after": after, "limit": limit + 1})
-            if not rows and cursor is None:
+            if not rows:
                 _require_exists(raw, session_id)
             items = tuple(message_from_db(row) for row in rows[:limit])
             next_cursor = None

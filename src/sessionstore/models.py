@@ -123,7 +123,9 @@ def to_utc_text(value: datetime) -> str:
 
 
 # SQLite needs INTEGER PRIMARY KEY for a rowid alias; PostgreSQL gets BIGINT.
+# Token counts are BIGINT there too: a session's total can pass 2**31.
 Id = BigInteger().with_variant(Integer(), "sqlite")
+BigInt = Id
 # The legacy columns are REAL on SQLite; on PostgreSQL that would be 4 bytes.
 Real = Float().with_variant(REAL(), "sqlite")
 
@@ -152,7 +154,7 @@ class Session(Base):
     model_name: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str | None] = mapped_column(Text)
     message_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    total_tokens: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    total_tokens: Mapped[int] = mapped_column(BigInt, nullable=False, server_default="0")
     total_duration_seconds: Mapped[float] = mapped_column(Real, nullable=False, server_default="0")
     last_seq: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     status: Mapped[str] = mapped_column(Text, nullable=False, server_default="active")
@@ -182,7 +184,7 @@ class Message(Base):
     role: Mapped[str] = mapped_column(Text, nullable=False)
     content: Mapped[str] = mapped_column(Text, nullable=False)
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
-    tokens_used: Mapped[int | None] = mapped_column(Integer)
+    tokens_used: Mapped[int | None] = mapped_column(BigInt)
     duration_seconds: Mapped[float | None] = mapped_column(Real)
     # ``metadata`` is reserved on declarative classes; the column keeps its legacy name.
     metadata_json: Mapped[str | None] = mapped_column("metadata", Text)
@@ -215,7 +217,7 @@ class QuarantinedMessage(Base):
     role: Mapped[str | None] = mapped_column(Text)
     content: Mapped[str | None] = mapped_column(Text)
     timestamp: Mapped[str | None] = mapped_column(Text)
-    tokens_used: Mapped[int | None] = mapped_column(Integer)
+    tokens_used: Mapped[int | None] = mapped_column(BigInt)
     duration_seconds: Mapped[float | None] = mapped_column(Real)
     metadata_json: Mapped[str | None] = mapped_column("metadata", Text)
     reason: Mapped[str] = mapped_column(Text, nullable=False)

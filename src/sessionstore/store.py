@@ -38,6 +38,7 @@ from .export import Format, export_session, import_session
 from .health import Health
 from .messages import MessageRepository
 from .records import SessionRecord
+from .search import SearchRepository
 from .sessions import SessionRepository
 from .stats import StoreStats, collect_stats
 from .transactions import StoreRunner, TransactionRunner
@@ -51,12 +52,25 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _in_utc(clock: Clock) -> Clock:
+    """The caller's clock, its readings in UTC (a naive reading is taken as UTC)."""
+
+    def now() -> datetime:
+        value = clock()
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    return now
+
+
 @dataclass(frozen=True, slots=True)
 class Transaction:
     """The repositories, bound to one open transaction (see :meth:`SessionStore.transaction`)."""
 
     sessions: SessionRepository
     messages: MessageRepository
+    search: SearchRepository
 
 
 class SessionStore:
@@ -72,7 +86,7 @@ class SessionStore:
     ) -> None:
         self._engine = engine
         self._config = config or StoreConfig(url=engine.url.render_as_string(hide_password=False))
-        self._clock = clock or utc_now
+        self._clock = _in_utc(clock) if clock is not None else utc_now
         self._owns_engine = owns_engine
         self._runner = StoreRunner(
             engine,
@@ -83,6 +97,7 @@ class SessionStore:
         self.messages = MessageRepository(
             self._runner, self._clock, max_content_bytes=self._config.max_content_bytes
         )
+        self.search = SearchRepository(self._runner)
         self.health = Health(engine, self._runner, self._clock)
         #: What opening the store did to the database (``None`` with ``upgrade=False``).
         self.upgrade_report: migrations.UpgradeReport | None = None
@@ -191,12 +206,16 @@ class SessionStore:
         """Several calls in one transaction: committed if the block succeeds, else rolled back."""
         with self._runner.transaction() as conn:
             runner = TransactionRunner(conn, path=sqlite_path(self._engine))
-            yield Transaction(
-                sessions=SessionRepository(runner, self._clock),
-                messages=MessageRepository(
-                    runner, self._clock, max_content_bytes=self._config.max_content_bytes
-                ),
-            )
+            try:
+                yield Transaction(
+                    sessions=SessionRepository(runner, self._clock),
+                    messages=MessageRepository(
+                        runner, self._clock, max_content_bytes=self._config.max_content_bytes
+                    ),
+                    search=SearchRepository(runner),
+                )
+            finally:
+                runner.finished = True
 
     # --- whole sessions and the whole store -------------------------------------------
 

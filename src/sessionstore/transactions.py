@@ -30,7 +30,13 @@ from sqlalchemy import Connection, Dialect, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .engine import reader, sqlite_path
-from .errors import SessionStoreError, StoreBusyError, StoreClosedError, translate
+from .errors import (
+    InvalidStateError,
+    SessionStoreError,
+    StoreBusyError,
+    StoreClosedError,
+    translate,
+)
 from .prepared import Prepared
 
 __all__ = ["Raw", "Runner", "StoreRunner", "TransactionRunner"]
@@ -145,7 +151,12 @@ class StoreRunner:
 
     def _run(self, engine: Engine, work: Work[T]) -> T:
         with self._begin(engine) as conn:
-            return work(conn)
+            try:
+                return work(conn)
+            except SessionStoreError:
+                raise
+            except self._driver_errors as exc:
+                raise translate(exc, path=self._path) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -155,16 +166,36 @@ class StoreRunner:
 
     @contextmanager
     def _begin(self, engine: Engine) -> Iterator[Connection]:
+        """Begin, yield, commit (or roll back): driver errors of those steps translated.
+
+        What the block itself raises passes through untouched: the caller's own
+        exceptions are the caller's, and the repositories translate their own.
+        """
         if self.closed:
             raise StoreClosedError()
         with self._lock or nullcontext():
             try:
-                with engine.begin() as conn:
-                    yield conn
-            except (SessionStoreError, GeneratorExit):
-                raise
+                conn = engine.connect()
             except self._driver_errors as exc:
                 raise translate(exc, path=self._path) from exc
+            try:
+                transaction = conn.begin()
+            except self._driver_errors as exc:
+                conn.close()
+                raise translate(exc, path=self._path) from exc
+            try:
+                try:
+                    yield conn
+                except BaseException:
+                    with suppress(*self._driver_errors):
+                        transaction.rollback()
+                    raise
+                try:
+                    transaction.commit()
+                except self._driver_errors as exc:
+                    raise translate(exc, path=self._path) from exc
+            finally:
+                conn.close()
 
 
 class TransactionRunner:
@@ -175,6 +206,8 @@ class TransactionRunner:
         self._path = path
         self.dialect = conn.dialect.name
         self._driver_errors = driver_errors(conn.dialect)
+        #: Set when the caller's ``with`` block has ended.
+        self.finished = False
 
     def write(self, work: Work[T]) -> T:
         return self._run(work)
@@ -189,6 +222,10 @@ class TransactionRunner:
         return self.fast_write(work)
 
     def _run(self, work: Work[T]) -> T:
+        if self.finished:
+            raise InvalidStateError(
+                "this transaction has ended; open a new one with store.transaction()"
+            )
         try:
             return work(self._conn)
         except SessionStoreError:

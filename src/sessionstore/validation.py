@@ -13,7 +13,7 @@ import binascii
 import json
 import math
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .errors import InvalidCursor, InvalidInput
@@ -36,6 +36,9 @@ MAX_ID_LENGTH = 255
 def check_text(name: str, value: object, *, max_bytes: int | None = None) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be str, not {type(value).__name__}")
+    if "\x00" in value:
+        # PostgreSQL cannot store it and SQLite's string functions stop at it.
+        raise InvalidInput(f"{name} must not contain NUL characters (U+0000)")
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError as exc:
@@ -108,6 +111,8 @@ def encode_metadata(value: Mapping[str, Any] | None) -> str | None:
         encoded.encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"metadata must be JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise InvalidInput("metadata is nested too deeply to store") from None
     return encoded
 
 
@@ -149,11 +154,17 @@ def decode_cursor(cursor: object, kind: str, *types: type) -> tuple[Any, ...]:
 def _cursor_value(item: Any, expected: type, cursor: str) -> Any:
     if expected is datetime and isinstance(item, str):
         try:
-            return datetime.fromisoformat(item)
-        except ValueError:
+            parsed = datetime.fromisoformat(item)
+            if parsed.tzinfo is not None:
+                return parsed.astimezone(UTC)
+        except (ValueError, OverflowError):
             pass
-    elif (expected is int and isinstance(item, int) and not isinstance(item, bool)) or (
+    elif isinstance(item, bool):
+        pass
+    elif (expected is int and isinstance(item, int) and 0 <= item < 2**63) or (
         expected is str and isinstance(item, str)
     ):
         return item
+    elif expected is float and isinstance(item, int | float) and math.isfinite(item):
+        return float(item)
     raise InvalidCursor(f"malformed cursor: {cursor!r:.80}")

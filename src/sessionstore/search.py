@@ -1,0 +1,435 @@
+"""Full-text search: one best hit per session, safe on any text.
+
+The index is the database's own: FTS5 (external content over ``messages``
+and, since revision 0003, over session titles) on SQLite; stored
+``tsvector`` columns under GIN on PostgreSQL. Both stem English (``router``
+finds ``routers``) and fold case; FTS5 also folds diacritics.
+
+``sessions()`` ranks every matching message (and title), then keeps each
+session's best one with ``ROW_NUMBER() OVER (PARTITION BY session_id ORDER
+BY rank)`` — never ``DISTINCT`` over a join, which is how the legacy layer
+returned duplicates and hid real matches. Pages are keyset pages on
+``(rank, session_id)`` (or ``(last_activity, session_id)`` for
+``order="recent"``). Snippets are computed for the page's rows only.
+
+Query text is never syntax unless asked for. In the default ``plain`` mode
+each whitespace-separated word is quoted as a string of the engine's query
+language (``multi-agent``, ``don't``, ``C++``, ``"unbalanced``, ``(x``,
+``AND``, ``col:x`` are words, not operators); a trailing ``*`` keeps its
+meaning as a prefix search. ``mode="advanced"`` passes the engine's own
+syntax through (FTS5 phrases, ``NEAR``, ``AND``/``OR``/``NOT`` on SQLite;
+``to_tsquery`` on PostgreSQL) and turns its syntax errors into
+:class:`InvalidSearchQuery`. The text only ever reaches SQL as a bound
+parameter.
+
+Ranks are comparable within one query: lower is better on both backends
+(FTS5's ``bm25``; PostgreSQL's ``ts_rank`` negated). A session's hit is its
+best-ranked matching message; a session whose title matches but none of
+whose messages do is represented by its title (``message_id`` is ``None``),
+ranked with the title's rank doubled.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection, bindparam, text
+from sqlalchemy.exc import DBAPIError
+
+from .errors import InvalidInput, InvalidSearchQuery
+from .messages import message_from_db
+from .prepared import to_db_time
+from .records import MessageRecord, Page, SessionRecord
+from .sessions import check_status, session_from_db
+from .transactions import Runner
+from .validation import check_id, check_limit, check_text, decode_cursor, encode_cursor
+
+__all__ = ["MARK_END", "MARK_START", "MessageHit", "SearchHit", "SearchRepository"]
+
+Mode = Literal["plain", "advanced"]
+Order = Literal["relevance", "recent"]
+
+#: What surrounds a matched term in a snippet.
+MARK_START = "«"
+MARK_END = "»"
+TITLE_WEIGHT = 2.0
+_SNIPPET_TOKENS = 16
+_MAX_QUERY = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A matching session, represented by its best-ranked message (or its title)."""
+
+    session: SessionRecord
+    #: The best message; ``None`` when the session's title is the best match.
+    message_id: int | None
+    sequence_number: int | None
+    role: str | None
+    #: The matching text, terms marked with :data:`MARK_START` / :data:`MARK_END`.
+    snippet: str
+    rank: float
+
+    @property
+    def in_title(self) -> bool:
+        return self.message_id is None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageHit:
+    message: MessageRecord
+    snippet: str
+    rank: float
+
+
+# --- turning text into a query ------------------------------------------------------
+
+_LEXEME = re.compile(r"\w+")
+
+
+def _clean(query: object) -> str:
+    query = check_text("query", query, max_bytes=_MAX_QUERY)
+    query = query.replace("\x00", " ")
+    if not query.strip():
+        raise InvalidInput("the search query is empty")
+    return query
+
+
+def fts5_plain(query: str) -> str | None:
+    """Each word an FTS5 string (quotes doubled), ``*`` kept as a prefix mark."""
+    terms = []
+    for chunk in query.split():
+        prefix = chunk.endswith("*")
+        word = chunk.rstrip("*")
+        if not any(ch.isalnum() for ch in word):
+            continue  # nothing the tokenizer would index: punctuation, emoji
+        terms.append('"' + word.replace('"', '""') + '"' + ("*" if prefix else ""))
+    return " ".join(terms) or None
+
+
+def tsquery_plain(query: str) -> str | None:
+    """Each word a ``to_tsquery`` phrase of quoted lexemes, joined with ``&``."""
+    terms = []
+    for chunk in query.split():
+        prefix = chunk.endswith("*")
+        lexemes = _LEXEME.findall(chunk)
+        if not lexemes:
+            continue
+        quoted = [f"'{lexeme}'" for lexeme in lexemes]
+        if prefix:
+            quoted[-1] += ":*"
+        terms.append(quoted[0] if len(quoted) == 1 else "(" + " <-> ".join(quoted) + ")")
+    return " & ".join(terms) or None
+
+
+# --- SQL -------------------------------------------------------------------------------
+
+_SESSION_COLUMNS = (
+    "s.session_id, s.model_id, s.model_name, s.title, s.status, s.created_at, s.updated_at,"
+    " s.last_activity, s.message_count, s.total_tokens, s.total_duration_seconds, s.last_seq"
+)
+_MESSAGE_COLUMNS = (
+    "m.message_id, m.session_id, m.sequence_number, m.role, m.content, m.timestamp,"
+    " m.tokens_used, m.duration_seconds, m.metadata, m.client_msg_id"
+)
+
+_HITS = {
+    "sqlite": """
+        SELECT m.session_id AS session_id, m.message_id AS message_id,
+               bm25(messages_fts) AS rank
+        FROM messages_fts JOIN messages m ON m.message_id = messages_fts.rowid
+        WHERE messages_fts MATCH :query
+        UNION ALL
+        SELECT s.session_id, NULL, bm25(session_titles_fts) * :title_weight
+        FROM session_titles_fts JOIN sessions s ON s.search_key = session_titles_fts.rowid
+        WHERE session_titles_fts MATCH :query
+    """,
+    # ts_rank is a 4-byte real; as double precision its text form round-trips
+    # exactly, so a rank carried in a cursor compares equal to itself.
+    "postgresql": """
+        SELECT m.session_id AS session_id, m.message_id AS message_id,
+               CAST(-ts_rank(m.search_vector, q.tsq) AS double precision) AS rank
+        FROM messages m, q WHERE m.search_vector @@ q.tsq
+        UNION ALL
+        SELECT s.session_id, NULL,
+               CAST(-ts_rank(s.title_vector, q.tsq) AS double precision) * :title_weight
+        FROM sessions s, q WHERE s.title_vector @@ q.tsq
+    """,
+}
+_PG_QUERY = "WITH q AS (SELECT to_tsquery('sessionstore_search', :query) AS tsq) "
+
+_ORDERS = {
+    "relevance": ("b.rank, s.session_id", "(b.rank, s.session_id) > (:after_a, :after_b)"),
+    "recent": (
+        "s.last_activity DESC, s.session_id DESC",
+        "(s.last_activity, s.session_id) < (:after_a, :after_b)",
+    ),
+}
+
+
+def _sessions_sql(
+    dialect: str, order: Order, *, model: bool, status: bool, since: bool, after: bool
+) -> str:
+    order_by, keyset = _ORDERS[order]
+    where = ["b.pick = 1"]
+    if model:
+        where.append("s.model_id = :model_id")
+    if status:
+        where.append("s.status = :status")
+    if since:
+        where.append("s.last_activity >= :since")
+    if after:
+        where.append(keyset)
+    prefix = _PG_QUERY + ", " if dialect == "postgresql" else "WITH "
+    return (
+        f"{prefix}hits AS ({_HITS[dialect]}),"
+        " best AS (SELECT session_id, message_id, rank,"
+        # A matching message represents its session; the title only when none does.
+        " ROW_NUMBER() OVER (PARTITION BY session_id"
+        " ORDER BY CASE WHEN message_id IS NULL THEN 1 ELSE 0 END, rank, message_id) AS pick"
+        " FROM hits)"
+        f" SELECT {_SESSION_COLUMNS}, b.message_id, m.sequence_number, m.role, b.rank"
+        " FROM best b JOIN sessions s ON s.session_id = b.session_id"
+        " LEFT JOIN messages m ON m.message_id = b.message_id"
+        f" WHERE {' AND '.join(where)} ORDER BY {order_by} LIMIT :limit"
+    )
+
+
+_MESSAGE_HITS = {
+    "sqlite": """
+        SELECT rowid AS message_id, bm25(messages_fts) AS rank
+        FROM messages_fts WHERE messages_fts MATCH :query
+    """,
+    "postgresql": """
+        SELECT m.message_id AS message_id,
+               CAST(-ts_rank(m.search_vector, q.tsq) AS double precision) AS rank
+        FROM messages m, q WHERE m.search_vector @@ q.tsq
+    """,
+}
+
+
+def _messages_sql(dialect: str, *, session: bool, after: bool) -> str:
+    where = ["1 = 1"]
+    if session:
+        where.append("m.session_id = :session_id")
+    if after:
+        where.append("(r.rank, m.message_id) > (:after_a, :after_b)")
+    prefix = _PG_QUERY if dialect == "postgresql" else ""
+    return (
+        f"{prefix}SELECT {_MESSAGE_COLUMNS}, r.rank"
+        f" FROM ({_MESSAGE_HITS[dialect]}) r JOIN messages m ON m.message_id = r.message_id"
+        f" WHERE {' AND '.join(where)} ORDER BY r.rank, m.message_id LIMIT :limit"
+    )
+
+
+_SNIPPETS = {
+    "sqlite": (
+        "SELECT rowid, snippet(messages_fts, 0, :start, :end, '…', :tokens)"
+        " FROM messages_fts WHERE messages_fts MATCH :query AND rowid IN :ids"
+    ),
+    "postgresql": (
+        "SELECT m.message_id, ts_headline('sessionstore_search', m.content,"
+        " to_tsquery('sessionstore_search', :query),"
+        " 'StartSel=" + MARK_START + ", StopSel=" + MARK_END + ", MaxWords=30, MinWords=12,"
+        " MaxFragments=1') FROM messages m WHERE m.message_id IN :ids"
+    ),
+}
+_TITLE_SNIPPETS = {
+    "sqlite": (
+        "SELECT s.session_id, highlight(session_titles_fts, 0, :start, :end)"
+        " FROM session_titles_fts JOIN sessions s ON s.search_key = session_titles_fts.rowid"
+        " WHERE session_titles_fts MATCH :query AND s.session_id IN :ids"
+    ),
+    "postgresql": (
+        "SELECT s.session_id, ts_headline('sessionstore_search', s.title,"
+        " to_tsquery('sessionstore_search', :query),"
+        " 'StartSel=" + MARK_START + ", StopSel=" + MARK_END + ", HighlightAll=true')"
+        " FROM sessions s WHERE s.session_id IN :ids"
+    ),
+}
+
+
+class SearchRepository:
+    """``store.search``: sessions and messages by the words in them."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    def _query(self, query: object, mode: Mode) -> str | None:
+        cleaned = _clean(query)
+        if mode == "advanced":
+            return cleaned
+        if mode != "plain":
+            raise InvalidInput(f"mode must be 'plain' or 'advanced', not {mode!r}")
+        if self._runner.dialect == "postgresql":
+            return tsquery_plain(cleaned)
+        return fts5_plain(cleaned)
+
+    def sessions(
+        self,
+        query: str,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        model_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        order: Order = "relevance",
+        mode: Mode = "plain",
+    ) -> Page[SearchHit]:
+        """Each matching session once, by its best message, best first (or newest first)."""
+        limit = check_limit(limit)
+        if order not in _ORDERS:
+            raise InvalidInput(f"order must be 'relevance' or 'recent', not {order!r}")
+        if model_id is not None:
+            model_id = check_id("model_id", model_id)
+        status = check_status(status)
+        if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
+            raise InvalidInput("since must be a timezone-aware datetime")
+        kind = f"search-{order}"
+        after = None
+        if cursor is not None:
+            after = decode_cursor(cursor, kind, float if order == "relevance" else datetime, str)
+        fts_query = self._query(query, mode)
+        if fts_query is None:
+            return Page((), None)
+        dialect = self._runner.dialect
+        sql = _sessions_sql(
+            dialect,
+            order,
+            model=model_id is not None,
+            status=status is not None,
+            since=since is not None,
+            after=after is not None,
+        )
+        params: dict[str, Any] = {
+            "query": fts_query,
+            "title_weight": TITLE_WEIGHT,
+            "limit": limit + 1,
+            "model_id": model_id,
+            "status": status,
+            "since": None if since is None else to_db_time(since, dialect),
+        }
+        if after is not None:
+            params["after_a"] = after[0]
+            if order == "recent":
+                params["after_a"] = to_db_time(after[0], dialect)
+            params["after_b"] = after[1]
+
+        def work(conn: Connection) -> Page[SearchHit]:
+            rows = _run(conn, sql, params, mode)
+            page = rows[:limit]
+            message_ids = [row[12] for row in page if row[12] is not None]
+            title_ids = [row[0] for row in page if row[12] is None]
+            snippets = _snippets(conn, _SNIPPETS[dialect], fts_query, message_ids)
+            titles = _snippets(conn, _TITLE_SNIPPETS[dialect], fts_query, title_ids)
+            hits = tuple(
+                SearchHit(
+                    session=session_from_db(row[:12]),
+                    message_id=row[12],
+                    sequence_number=row[13],
+                    role=row[14],
+                    snippet=(
+                        snippets.get(row[12], "")
+                        if row[12] is not None
+                        else titles.get(row[0], row[3] or "")
+                    ),
+                    rank=float(row[15]),
+                )
+                for row in page
+            )
+            next_cursor = None
+            if len(rows) > limit:
+                last = hits[-1]
+                key: Any = last.rank if order == "relevance" else last.session.last_activity
+                next_cursor = encode_cursor(kind, key, last.session.session_id)
+            return Page(hits, next_cursor)
+
+        return self._runner.read(work)
+
+    def messages(
+        self,
+        query: str,
+        *,
+        session_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+        mode: Mode = "plain",
+    ) -> Page[MessageHit]:
+        """Every matching message, best first, optionally within one session."""
+        limit = check_limit(limit)
+        if session_id is not None:
+            session_id = check_id("session_id", session_id)
+        after = decode_cursor(cursor, "search-messages", float, int) if cursor else None
+        fts_query = self._query(query, mode)
+        if fts_query is None:
+            return Page((), None)
+        dialect = self._runner.dialect
+        sql = _messages_sql(dialect, session=session_id is not None, after=after is not None)
+        params: dict[str, Any] = {"query": fts_query, "limit": limit + 1, "session_id": session_id}
+        if after is not None:
+            params["after_a"], params["after_b"] = after
+
+        def work(conn: Connection) -> Page[MessageHit]:
+            rows = _run(conn, sql, params, mode)
+            page = rows[:limit]
+            snippets = _snippets(conn, _SNIPPETS[dialect], fts_query, [r[0] for r in page])
+            hits = tuple(
+                MessageHit(message_from_db(row[:10]), snippets.get(row[0], ""), float(row[10]))
+                for row in page
+            )
+            next_cursor = None
+            if len(rows) > limit:
+                last = hits[-1]
+                next_cursor = encode_cursor("search-messages", last.rank, last.message.message_id)
+            return Page(hits, next_cursor)
+
+        return self._runner.read(work)
+
+
+def _run(conn: Connection, sql: str, params: dict[str, Any], mode: Mode) -> Any:
+    # On PostgreSQL a failed statement poisons the transaction around it; a
+    # savepoint keeps a caller's transaction usable after a bad advanced query.
+    guard = conn.begin_nested() if conn.dialect.name == "postgresql" else nullcontext()
+    try:
+        with guard:
+            return conn.execute(text(sql), params).all()
+    except DBAPIError as exc:
+        reason = _syntax_error(exc)
+        if reason is None:
+            raise
+        raise InvalidSearchQuery(
+            f"the search query is not valid {'' if mode == 'advanced' else 'plain '}syntax: "
+            f"{reason}"
+        ) from None
+
+
+def _syntax_error(exc: DBAPIError) -> str | None:
+    """The reason, when the database rejected the query text itself."""
+    orig = exc.orig
+    message = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    # SQLite says SQLITE_ERROR (not BUSY, FULL, IOERR…) for a MATCH it cannot parse.
+    if getattr(orig, "sqlite_errorname", None) == "SQLITE_ERROR":
+        return message
+    if getattr(orig, "sqlstate", None) == "42601":  # PostgreSQL syntax_error
+        return message
+    return None
+
+
+def _snippets(conn: Connection, sql: str, query: str, ids: Sequence[Any]) -> dict[Any, str]:
+    if not ids:
+        return {}
+    statement = text(sql).bindparams(bindparam("ids", expanding=True))
+    params = {
+        "query": query,
+        "ids": list(ids),
+        "start": MARK_START,
+        "end": MARK_END,
+        "tokens": _SNIPPET_TOKENS,
+    }
+    return {row[0]: row[1] or "" for row in conn.execute(statement, params)}
