@@ -15,27 +15,32 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import cycle
 from pathlib import Path
 from typing import Any
 
-from baseline import store_pragmas, utc_text
+from baseline import RawStore, store_pragmas, utc_text
 
 from sessionstore import SessionStore
 
 __all__ = [
+    "BIG_SESSION_SIZE",
     "MODELS",
     "OPS",
     "RARE_MODEL",
+    "READ_SESSION_SIZE",
+    "SESSION_COUNT",
     "SIDES",
+    "Env",
     "Op",
     "Texts",
     "bulk_messages",
     "bulk_sessions",
     "label",
     "make_texts",
+    "open_store",
     "raw_connection",
 ]
 
@@ -44,6 +49,39 @@ MODELS = ("gpt-4o", "claude-3-5-sonnet", "llama-3.1-70b", "mistral-large")
 #: A model with a handful of sessions among thousands: the selective filter case.
 RARE_MODEL = "rare-model"
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+#: Sizes of the seeded data (what the issue asks for).
+READ_SESSION_SIZE = 20_000
+BIG_SESSION_SIZE = 100_000
+SESSION_COUNT = 10_000
+
+
+@dataclass
+class Env:
+    """On one file: our store and the raw baseline in both row forms."""
+
+    path: Path
+    ours: SessionStore
+    raw: dict[str, RawStore] = field(default_factory=dict)
+    #: Named ids the seeding produced (sessions, messages).
+    ids: dict[str, str] = field(default_factory=dict)
+    session_ids: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, path: Path) -> Env:
+        return cls(
+            path=path,
+            ours=open_store(path),
+            raw={
+                "raw_dict": RawStore(path, rows="dict"),
+                "raw_tuple": RawStore(path, rows="tuple"),
+            },
+        )
+
+    def close(self) -> None:
+        for raw in self.raw.values():
+            raw.close()
+        self.ours.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +127,11 @@ def label(benchmark: Any, op: str, side: str, **extra: Any) -> None:
         depth_target=spec.depth_target,
         **extra,
     )
+
+
+def open_store(path: Path, **options: Any) -> SessionStore:
+    """Our store on a file (created at the current schema if new)."""
+    return SessionStore.open(f"sqlite:///{path}", **options)
 
 
 # --- text ---------------------------------------------------------------------------
@@ -204,7 +247,3 @@ def bulk_sessions(path: Path, count: int, *, rare_every: int = 2000) -> list[str
         conn.close()
     rows.sort(key=lambda row: (row[7], row[0]), reverse=True)
     return [row[0] for row in rows]
-
-
-def open_store(path: Path, **options: Any) -> SessionStore:
-    return SessionStore.open(f"sqlite:///{path}", **options)

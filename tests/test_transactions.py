@@ -174,7 +174,8 @@ def test_store_is_usable_after_many_failed_blocks(store: SessionStore) -> None:
     assert [m.sequence_number for m in store.messages.history(sid)] == [1, 2]
     assert store.sessions.get(sid).message_count == 2
     status = store.pool_status()
-    assert status.checked_out == 0
+    # Nothing in use: at most the idle connections the hot path keeps between calls.
+    assert status.checked_out == status.kept
 
 
 def test_repositories_of_a_finished_block_refuse_work(store: SessionStore) -> None:

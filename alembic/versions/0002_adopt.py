@@ -202,6 +202,13 @@ def _create_indexes() -> None:
     op.create_index(
         "ix_sessions_status_last_activity", "sessions", ["status", "last_activity", "session_id"]
     )
+    # Both filters at once: without it a rare model's active sessions are found
+    # by walking every active session.
+    op.create_index(
+        "ix_sessions_model_id_status_last_activity",
+        "sessions",
+        ["model_id", "status", "last_activity", "session_id"],
+    )
     op.create_index("ix_sessions_created_at", "sessions", ["created_at"])
     op.create_index(
         "uq_messages_session_id_client_msg_id",

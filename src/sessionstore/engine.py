@@ -50,9 +50,12 @@ class PoolStatus:
     dialect: str
     pool_class: str
     size: int
+    #: Connections in use, including the idle ones the store's hot path keeps.
     checked_out: int
     overflow: int
     pragmas: dict[str, Any]
+    #: Of those checked out, the idle ones kept by the hot path between calls.
+    kept: int = 0
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -199,7 +202,7 @@ def _dispose_after_fork(engine: Engine) -> None:
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def pool_status(engine: Engine) -> PoolStatus:
+def pool_status(engine: Engine, *, kept: int = 0) -> PoolStatus:
     pool = engine.pool
     # Counted before the probe below borrows a connection of its own.
     size = checked_out = overflow = 0
@@ -226,6 +229,7 @@ def pool_status(engine: Engine) -> PoolStatus:
         checked_out=checked_out,
         overflow=overflow,
         pragmas=pragmas,
+        kept=kept,
     )
 
 

@@ -143,6 +143,13 @@ class Session(Base):
         Index("ix_sessions_last_activity_session_id", "last_activity", "session_id"),
         Index("ix_sessions_model_id_last_activity", "model_id", "last_activity", "session_id"),
         Index("ix_sessions_status_last_activity", "status", "last_activity", "session_id"),
+        Index(
+            "ix_sessions_model_id_status_last_activity",
+            "model_id",
+            "status",
+            "last_activity",
+            "session_id",
+        ),
         Index("ix_sessions_created_at", "created_at"),
     )
 

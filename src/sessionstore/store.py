@@ -92,6 +92,7 @@ class SessionStore:
             engine,
             busy_deadline=self._config.busy_timeout,
             serialize=is_memory(engine.url),
+            cache=self._config.pool_size,
         )
         self.sessions = SessionRepository(self._runner, self._clock)
         self.messages = MessageRepository(
@@ -154,7 +155,7 @@ class SessionStore:
         """Release every pooled connection. The store cannot be used afterwards."""
         if self._runner.closed:
             return
-        self._runner.closed = True
+        self._runner.close()
         if self._owns_engine:
             self._engine.dispose()
 
@@ -192,7 +193,7 @@ class SessionStore:
     def pool_status(self) -> PoolStatus:
         """Pool size, connections checked out and in overflow, and the pragmas in force."""
         self._check_open()
-        return pool_status(self._engine)
+        return pool_status(self._engine, kept=self._runner.cache.idle)
 
     def upgrade(self, target: str = "head") -> migrations.UpgradeReport:
         """Bring the database to ``target``; see :mod:`sessionstore.migrations`."""

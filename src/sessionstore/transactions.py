@@ -17,17 +17,20 @@ Driver and SQLAlchemy exceptions are translated here, once, for everything.
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Dialect, Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from .engine import reader, sqlite_path
 from .errors import (
@@ -75,10 +78,57 @@ class Runner(Protocol):
     def fast_read(self, work: RawWork[T]) -> T: ...
 
 
+class ConnectionCache:
+    """Driver connections the hot path keeps between calls, on SQLite files.
+
+    Checking a connection out of SQLAlchemy's pool and back in costs about
+    6 µs, as much as the indexed lookup it serves. The hot path keeps up to
+    ``limit`` of its connections (never in a transaction) on a stack instead;
+    ``deque.pop``/``append`` are atomic, so threads share it without a lock.
+    The connections stay checked out of the pool, which still created them
+    (pragmas and all) and still owns them: on an error, a fork or ``close``
+    they go back to it. PostgreSQL connections always go back at once, so
+    ``pool_pre_ping`` sees every one before use.
+    """
+
+    def __init__(self, engine: Engine, limit: int) -> None:
+        self._engine = engine
+        self._limit = limit
+        self._idle: deque[PoolProxiedConnection] = deque()
+        self._pid = os.getpid()
+
+    def take(self) -> PoolProxiedConnection:
+        if self._pid != os.getpid():
+            # A forked child must not touch the parent's connections.
+            self._idle = deque()
+            self._pid = os.getpid()
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._engine.pool.connect()
+
+    def give_back(self, fairy: PoolProxiedConnection, *, reusable: bool) -> None:
+        if reusable and len(self._idle) < self._limit and self._pid == os.getpid():
+            self._idle.append(fairy)
+        else:
+            fairy.close()
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    def drain(self) -> None:
+        while self._idle:
+            with suppress(Exception):
+                self._idle.pop().close()
+
+
 class StoreRunner:
     """One short transaction per call, retried whole while the database is busy."""
 
-    def __init__(self, engine: Engine, *, busy_deadline: timedelta, serialize: bool) -> None:
+    def __init__(
+        self, engine: Engine, *, busy_deadline: timedelta, serialize: bool, cache: int
+    ) -> None:
         self._engine = engine
         self._reader = reader(engine)
         self._deadline = busy_deadline.total_seconds()
@@ -89,13 +139,22 @@ class StoreRunner:
         self._driver_errors = driver_errors(engine.dialect)
         # A ``:memory:`` store has one connection; its transactions take turns.
         self._lock = threading.RLock() if serialize else None
+        # Writers of one process queue here rather than in SQLite's busy
+        # handler, which polls with growing sleeps (up to 100 ms each): the
+        # next writer starts the moment the last one commits.
+        self._writer = threading.RLock() if self._sqlite and not serialize else None
+        self.cache = ConnectionCache(engine, cache if self._sqlite and not serialize else 0)
         self.closed = False
 
+    def close(self) -> None:
+        self.closed = True
+        self.cache.drain()
+
     def write(self, work: Work[T]) -> T:
-        return self._retry(lambda: self._run(self._engine, work))
+        return self._retry(lambda: self._run(self._engine, work, write=True))
 
     def read(self, work: Work[T]) -> T:
-        return self._run(self._reader, work)
+        return self._run(self._reader, work, write=False)
 
     def fast_write(self, work: RawWork[T]) -> T:
         return self._retry(lambda: self._run_raw(work, write=True))
@@ -117,20 +176,34 @@ class StoreRunner:
                     raise
                 time.sleep(pause)
 
-    def _run_raw(self, work: RawWork[T], *, write: bool) -> T:
+    @contextmanager
+    def _turn(self, write: bool) -> Iterator[None]:
+        """This thread's turn: the store-wide lock (memory), the writers' lock (files)."""
         if self.closed:
             raise StoreClosedError()
-        if self._lock is None:
-            return self._raw_transaction(work, write)
-        with self._lock:
-            return self._raw_transaction(work, write)
-
-    def _raw_transaction(self, work: RawWork[T], write: bool) -> T:
-        """One transaction on a pooled driver connection, without SQLAlchemy's Connection."""
+        lock = self._lock or (self._writer if write else None)
+        if lock is None:
+            yield
+            return
+        if not lock.acquire(timeout=self._deadline):
+            raise StoreBusyError(
+                "another thread of this process kept the database busy past the busy deadline"
+            )
         try:
-            fairy = self._engine.pool.connect()
+            yield
+        finally:
+            lock.release()
+
+    def _run_raw(self, work: RawWork[T], *, write: bool) -> T:
+        """One transaction on a driver connection, without SQLAlchemy's Connection."""
+        with self._turn(write):
             try:
-                dbapi: Any = fairy.dbapi_connection
+                fairy = self.cache.take()
+            except self._driver_errors as exc:
+                raise translate(exc, path=self._path) from exc
+            dbapi: Any = fairy.dbapi_connection
+            reusable = False
+            try:
                 if write and self._sqlite:
                     dbapi.execute("BEGIN IMMEDIATE")
                 try:
@@ -141,16 +214,19 @@ class StoreRunner:
                     with suppress(Exception):
                         dbapi.rollback()
                     raise
+                reusable = True
                 return result
+            except SessionStoreError:
+                # The work refused (not found, archived…): the connection is fine.
+                reusable = not getattr(dbapi, "in_transaction", False)
+                raise
+            except self._driver_errors as exc:
+                raise translate(exc, path=self._path) from exc
             finally:
-                fairy.close()
-        except SessionStoreError:
-            raise
-        except self._driver_errors as exc:
-            raise translate(exc, path=self._path) from exc
+                self.cache.give_back(fairy, reusable=reusable)
 
-    def _run(self, engine: Engine, work: Work[T]) -> T:
-        with self._begin(engine) as conn:
+    def _run(self, engine: Engine, work: Work[T], *, write: bool) -> T:
+        with self._turn(write), self._begin(engine) as conn:
             try:
                 return work(conn)
             except SessionStoreError:
@@ -161,7 +237,7 @@ class StoreRunner:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction for the caller's block: commit on success, else roll back."""
-        with self._begin(self._engine) as conn:
+        with self._turn(write=True), self._begin(self._engine) as conn:
             yield conn
 
     @contextmanager
@@ -171,31 +247,27 @@ class StoreRunner:
         What the block itself raises passes through untouched: the caller's own
         exceptions are the caller's, and the repositories translate their own.
         """
-        if self.closed:
-            raise StoreClosedError()
-        with self._lock or nullcontext():
-            try:
-                conn = engine.connect()
-            except self._driver_errors as exc:
-                raise translate(exc, path=self._path) from exc
+        try:
+            conn = engine.connect()
+        except self._driver_errors as exc:
+            raise translate(exc, path=self._path) from exc
+        try:
             try:
                 transaction = conn.begin()
             except self._driver_errors as exc:
-                conn.close()
                 raise translate(exc, path=self._path) from exc
             try:
-                try:
-                    yield conn
-                except BaseException:
-                    with suppress(*self._driver_errors):
-                        transaction.rollback()
-                    raise
-                try:
-                    transaction.commit()
-                except self._driver_errors as exc:
-                    raise translate(exc, path=self._path) from exc
-            finally:
-                conn.close()
+                yield conn
+            except BaseException:
+                with suppress(*self._driver_errors):
+                    transaction.rollback()
+                raise
+            try:
+                transaction.commit()
+            except self._driver_errors as exc:
+                raise translate(exc, path=self._path) from exc
+        finally:
+            conn.close()
 
 
 class TransactionRunner:

@@ -1,0 +1,110 @@
+"""Message benchmarks: append, recent, history pages, get; ours against the raw baseline.
+
+Each operation runs three times in the same benchmark session: through the
+store (``ours``) and through :class:`baseline.RawStore` returning dicts
+(``raw_dict``) or bare tuples (``raw_tuple``), on the same file. Appends go
+to a fresh empty session and to the 100,000-message session of
+``append.db``; reads go to the 20,000-message session of ``messages.db``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import cycle
+from typing import Any
+
+import pytest
+from support import BIG_SESSION_SIZE, READ_SESSION_SIZE, SIDES, Env, Texts, label
+
+HISTORY_DEPTH = 10_000
+PAGE = 50
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("size", ["empty", "100k"])
+def test_append(benchmark: Any, append_env: Env, size: str, side: str) -> None:
+    """One message, one transaction: to an empty session, and to one of 100,000."""
+    label(benchmark, "append" if size == "empty" else "append_100k", side)
+    if size == "empty":
+        session_id = append_env.ours.sessions.create("gpt-4o").session_id
+    else:
+        session_id = append_env.ids["big"]
+    before = append_env.ours.sessions.get(session_id).last_seq
+    text = Texts()
+    run: Callable[[], Any]
+    if side == "ours":
+        append = append_env.ours.messages.append
+
+        def run() -> Any:
+            role, content, tokens = text()
+            return append(session_id, role, content, tokens=tokens)
+    else:
+        raw_append = append_env.raw[side].append
+
+        def run() -> Any:
+            role, content, tokens = text()
+            return raw_append(session_id, role, content, tokens=tokens)
+
+    benchmark(run)
+    after = append_env.ours.sessions.get(session_id)
+    assert after.message_count == after.last_seq > before
+    if size == "100k":
+        assert after.last_seq > BIG_SESSION_SIZE
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_recent(benchmark: Any, messages_env: Env, side: str) -> None:
+    """The last 50 messages of a 20,000-message session, oldest first."""
+    label(benchmark, "recent_20k", side)
+    session_id = messages_env.ids["main"]
+    if side == "ours":
+        result = benchmark(messages_env.ours.messages.recent, session_id, PAGE)
+        sequence = [m.sequence_number for m in result]
+    else:
+        result = benchmark(messages_env.raw[side].recent, session_id, PAGE)
+        sequence = [row["sequence_number"] if side == "raw_dict" else row[2] for row in result]
+    assert sequence == list(range(READ_SESSION_SIZE - PAGE + 1, READ_SESSION_SIZE + 1))
+
+
+@pytest.fixture(scope="module")
+def history_cursor(messages_env: Env) -> str:
+    """Our cursor for the page that starts after sequence 10,000, reached by paging."""
+    store = messages_env.ours
+    session_id = messages_env.ids["main"]
+    cursor = None
+    for _ in range(HISTORY_DEPTH // PAGE):
+        cursor = store.messages.history(session_id, limit=PAGE, cursor=cursor).next_cursor
+    assert cursor is not None
+    return cursor
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("depth", [0, HISTORY_DEPTH])
+def test_history_page(
+    benchmark: Any, messages_env: Env, history_cursor: str, depth: int, side: str
+) -> None:
+    """A keyset page of 50: the first, and the one after sequence 10,000."""
+    label(benchmark, "history_p1" if depth == 0 else "history_10k", side, depth=depth)
+    session_id = messages_env.ids["main"]
+    if side == "ours":
+        cursor = None if depth == 0 else history_cursor
+        page = benchmark(messages_env.ours.messages.history, session_id, limit=PAGE, cursor=cursor)
+        first, next_key = page.items[0].sequence_number, page.next_cursor
+    else:
+        rows, next_key = benchmark(
+            messages_env.raw[side].history, session_id, limit=PAGE, after=depth
+        )
+        first = rows[0]["sequence_number"] if side == "raw_dict" else rows[0][2]
+    assert first == depth + 1
+    assert next_key is not None
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_message_get(benchmark: Any, messages_env: Env, side: str) -> None:
+    """One message by id, cycling over 1,000 ids of the long session."""
+    label(benchmark, "message_get", side)
+    rows = messages_env.raw["raw_tuple"].history(messages_env.ids["main"], limit=1000, after=5000)
+    ids = cycle([row[0] for row in rows[0]])
+    get = messages_env.ours.messages.get if side == "ours" else messages_env.raw[side].get_message
+    result = benchmark(lambda: get(next(ids)))
+    assert result is not None
