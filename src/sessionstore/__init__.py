@@ -6,6 +6,7 @@ database to the current schema, adopting a legacy ``.ai-router-sessions.db``
 in place. Nothing is opened at import time.
 """
 
+from .backup import BackupReport, RestoreReport
 from .config import DEFAULT_URL, StoreConfig
 from .errors import (
     ConflictError,
@@ -31,6 +32,15 @@ from .errors import (
     StoreClosedError,
 )
 from .health import Check, HealthReport, RepairReport
+from .lifecycle import (
+    Expiry,
+    LifecycleRecord,
+    PurgeReport,
+    SessionActive,
+    SnapshotInfo,
+    SnapshotNotFound,
+    SweepReport,
+)
 from .migrations import UpgradeReport
 from .records import MessageRecord, NewMessage, Page, SessionRecord
 from .search import MessageHit, SearchHit
@@ -40,15 +50,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_URL",
+    "BackupReport",
     "Check",
     "ConflictError",
     "ConstraintViolation",
     "DatabaseCorruptError",
+    "Expiry",
     "HealthReport",
     "InvalidCursor",
     "InvalidInput",
     "InvalidSearchQuery",
     "InvalidStateError",
+    "LifecycleRecord",
     "MessageHit",
     "MessageNotFound",
     "MessageRecord",
@@ -56,22 +69,28 @@ __all__ = [
     "NewMessage",
     "NotFoundError",
     "Page",
+    "PurgeReport",
     "ReadOnlyError",
     "RepairReport",
+    "RestoreReport",
     "SchemaMismatchError",
     "SearchHit",
+    "SessionActive",
     "SessionArchived",
     "SessionExists",
     "SessionNotFound",
     "SessionRecord",
     "SessionStore",
     "SessionStoreError",
+    "SnapshotInfo",
+    "SnapshotNotFound",
     "StorageError",
     "StorageFullError",
     "StorageIOError",
     "StoreBusyError",
     "StoreClosedError",
     "StoreConfig",
+    "SweepReport",
     "Transaction",
     "UpgradeReport",
     "__version__",

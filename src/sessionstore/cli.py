@@ -9,17 +9,20 @@ stderr and exit status 2; ``doctor`` exits 1 when a check fails.
 from __future__ import annotations
 
 import json
+import re
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import click
 
 from .config import DEFAULT_URL, URL_ENV
 from .errors import SessionStoreError
+from .lifecycle import SweepReport
 from .records import SessionRecord
 from .search import MARK_END, MARK_START, Mode
 from .store import SessionStore
@@ -386,3 +389,216 @@ def search(
         click.echo(line.rstrip() + " " + highlighted(str(row[-1])))
     if next_cursor:
         click.echo(f"\nnext page: --cursor {next_cursor}")
+
+
+_SPAN = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_span(text: str) -> timedelta:
+    """``90s``, ``10m``, ``1h30m``, ``30d``, ``2w`` as a timedelta."""
+    text = text.strip().lower()
+    parts = _SPAN.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise click.BadParameter(f"{text!r} is not a duration like 90s, 10m, 1h30m or 30d")
+    return sum((timedelta(**{_UNITS[u]: float(n)}) for n, u in parts), timedelta())
+
+
+def span_option(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+    """Click callback: a duration option's text as a timedelta."""
+    return None if value is None else parse_span(value)
+
+
+def _bar(label: str) -> Callable[[int, int], None]:
+    """A progress callback drawing a bar on stderr once there is enough work to show."""
+    state: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        if total < 20:
+            return
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = click.progressbar(length=total, label=label, file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+        if done == total:
+            bar.__exit__(None, None, None)
+
+    return update
+
+
+def _sweep_table(report: SweepReport) -> str:
+    rows = [(i.session_id, i.reason, i.deadline, i.snapshot_id) for i in report.archived]
+    return table(("session", "timed out", "deadline", "snapshot"), rows)
+
+
+@main.command()
+@db_option
+@json_option
+@click.option("--dry-run", is_flag=True, help="Report what would be archived; change nothing.")
+@click.option("--every", callback=span_option, help="Keep sweeping at this interval.")
+@click.option(
+    "--purge-after",
+    callback=span_option,
+    help="Also purge sessions archived longer ago than this.",
+)
+def sweep(
+    url: str, as_json: bool, dry_run: bool, every: timedelta | None, purge_after: timedelta | None
+) -> None:
+    """Archive the sessions past their idle or hard timeout (snapshot first)."""
+    with opened(url) as store:
+        if every is not None:
+            if dry_run:
+                raise click.BadParameter("--dry-run sweeps once; drop --every")
+            _sweep_forever(store, every, purge_after)
+            return
+        report = store.lifecycle.sweep(dry_run=dry_run, progress=_bar("archiving"))
+        purged = store.lifecycle.purge(purge_after) if purge_after and not dry_run else None
+    if as_json:
+        emit_json({"sweep": asdict(report), "purge": None if purged is None else asdict(purged)})
+        return
+    verb = "would archive" if dry_run else "archived"
+    click.echo(_sweep_table(report))
+    click.echo(f"\n{verb} {len(report.archived)} session(s)")
+    if purged is not None:
+        click.echo(f"purged {len(purged.purged)} session(s), freed {purged.bytes_freed} bytes")
+
+
+def _sweep_forever(store: SessionStore, every: timedelta, purge_after: timedelta | None) -> None:
+    scheduler = store.lifecycle.start_scheduler(every, purge_after=purge_after)
+    click.echo(f"sweeping every {every} as {scheduler.holder}; Ctrl-C to stop", err=True)
+    seen = 0
+    try:
+        while scheduler.running:
+            time.sleep(0.5)
+            if scheduler.runs != seen and scheduler.last_sweep is not None:
+                seen = scheduler.runs
+                report = scheduler.last_sweep
+                stamp = report.now.strftime("%Y-%m-%d %H:%M:%S")
+                click.echo(f"{stamp}  archived {len(report.archived)}")
+    except KeyboardInterrupt:
+        click.echo("stopping", err=True)
+    finally:
+        scheduler.stop()
+
+
+@main.command()
+@db_option
+@json_option
+@click.argument("session_id")
+@click.option("--reason", default="manual", show_default=True)
+def archive(url: str, as_json: bool, session_id: str, reason: str) -> None:
+    """Snapshot a session and archive it."""
+    with opened(url) as store:
+        snapshot = store.lifecycle.archive(session_id, reason=reason)
+    if as_json:
+        emit_json(asdict(snapshot))
+        return
+    click.echo(
+        f"archived {session_id}: snapshot {snapshot.snapshot_id} "
+        f"({snapshot.message_count} messages, {snapshot.stored_bytes} bytes)"
+    )
+
+
+@main.command()
+@db_option
+@click.argument("session_id")
+def reactivate(url: str, session_id: str) -> None:
+    """Bring an archived session back."""
+    with opened(url) as store:
+        store.lifecycle.reactivate(session_id)
+    click.echo(f"reactivated {session_id}")
+
+
+@main.command("restore-snapshot")
+@db_option
+@json_option
+@click.argument("snapshot_id", type=int)
+def restore_snapshot(url: str, as_json: bool, snapshot_id: int) -> None:
+    """Recreate a purged (or archived) session from one of its snapshots."""
+    with opened(url) as store:
+        session = store.lifecycle.restore(snapshot_id)
+    if as_json:
+        emit_json(asdict(session))
+        return
+    click.echo(f"restored {session.session_id} ({session.message_count} messages)")
+
+
+@main.command()
+@db_option
+@json_option
+@click.option(
+    "--older-than",
+    callback=span_option,
+    required=True,
+    help="Purge sessions archived longer ago than this, e.g. 30d.",
+)
+def purge(url: str, as_json: bool, older_than: timedelta) -> None:
+    """Delete long-archived sessions; their snapshots stay, so they can be restored."""
+    with opened(url) as store:
+        report = store.lifecycle.purge(older_than, progress=_bar("purging"))
+    if as_json:
+        emit_json(asdict(report))
+        return
+    rows = [(p.session_id, p.messages, p.snapshot_id) for p in report.purged]
+    click.echo(table(("session", "messages", "snapshot"), rows))
+    click.echo(f"\npurged {len(report.purged)} session(s), freed {report.bytes_freed} bytes")
+
+
+@main.command()
+@db_option
+@json_option
+@click.argument("session_id")
+def snapshots(url: str, as_json: bool, session_id: str) -> None:
+    """A session's snapshots and lifecycle history."""
+    with opened(url) as store:
+        found = store.lifecycle.snapshots(session_id)
+        events = store.lifecycle.history(session_id)
+    if as_json:
+        emit_json({"snapshots": [asdict(s) for s in found], "history": [asdict(e) for e in events]})
+        return
+    click.echo(
+        table(
+            ("snapshot", "taken", "reason", "messages", "bytes"),
+            [
+                (s.snapshot_id, s.created_at, s.reason, s.message_count, s.stored_bytes)
+                for s in found
+            ],
+        )
+    )
+    click.echo()
+    click.echo(
+        table(
+            ("when", "action", "reason", "snapshot"),
+            [(e.occurred_at, e.action, e.reason, e.snapshot_id) for e in events],
+        )
+    )
+
+
+@main.command()
+@db_option
+@json_option
+@click.argument("path", type=click.Path(dir_okay=False))
+def backup(url: str, as_json: bool, path: str) -> None:
+    """Write a consistent, verified copy of the database to PATH (while others keep writing)."""
+    with opened(url) as store:
+        report = store.backup(path)
+    if as_json:
+        emit_json(asdict(report))
+        return
+    click.echo(f"backed up to {report.path} ({report.bytes} bytes, {report.seconds:.2f}s)")
+
+
+@main.command("restore-backup")
+@db_option
+@json_option
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def restore_backup(url: str, as_json: bool, path: str) -> None:
+    """Replace the database with the backup at PATH; the old files are moved aside."""
+    report = SessionStore.restore_backup(path, url)
+    if as_json:
+        emit_json(asdict(report))
+        return
+    click.echo(f"restored {report.target} from {path}")
+    for aside in report.moved_aside:
+        click.echo(f"  kept the previous file as {aside}")

@@ -40,6 +40,13 @@ class StoreConfig:
     cache_size_kib: int = 16 * 1024
     #: The largest message content accepted, in UTF-8 bytes.
     max_content_bytes: int = 4 * 1024 * 1024
+    #: Lifecycle defaults: archive a session idle this long, or this long after
+    #: its creation, whichever comes first (``None`` turns one off); sessions
+    #: can override both. ``purge_after`` is how long archived sessions are
+    #: kept before the scheduler purges them (``None``: never).
+    idle_timeout: timedelta | None = timedelta(hours=1)
+    hard_timeout: timedelta | None = timedelta(hours=24)
+    purge_after: timedelta | None = None
     #: Extra keyword arguments for :func:`sqlalchemy.create_engine`.
     engine_options: dict[str, Any] = field(default_factory=dict)
 
@@ -52,6 +59,10 @@ class StoreConfig:
             raise InvalidInput(f"synchronous must be NORMAL or FULL, not {self.synchronous!r}")
         if self.max_content_bytes < 1:
             raise InvalidInput("max_content_bytes must be positive")
+        for name in ("idle_timeout", "hard_timeout", "purge_after"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, timedelta) or value <= timedelta(0)):
+                raise InvalidInput(f"{name} must be a positive timedelta or None, not {value!r}")
 
     @classmethod
     def from_env(cls, url: str | None = None, **options: Any) -> StoreConfig:

@@ -22,11 +22,11 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from .errors import InvalidInput, SessionExists, SessionNotFound
 from .messages import MESSAGE_COLUMNS, to_message
@@ -41,6 +41,14 @@ __all__ = ["EXPORT_FORMAT", "export_session", "import_session"]
 EXPORT_FORMAT = "sessionstore.session"
 EXPORT_VERSION = 1
 Format = Literal["json", "markdown"]
+
+
+class Writer(Protocol):
+    """Anything with ``write(str)``: a text file, a ``StringIO``, a compressor."""
+
+    def write(self, text: str, /) -> object: ...
+
+
 _BATCH = 500
 
 M = Message.__table__.c
@@ -54,8 +62,10 @@ def _iso(value: datetime) -> str:
 
 def session_document(session: SessionRecord) -> dict[str, Any]:
     doc = asdict(session)
-    for key in ("created_at", "updated_at", "last_activity"):
-        doc[key] = _iso(doc[key])
+    for key in ("created_at", "updated_at", "last_activity", "archived_at"):
+        doc[key] = None if doc[key] is None else _iso(doc[key])
+    for key in ("idle_timeout", "hard_timeout"):
+        doc[key] = None if doc[key] is None else doc[key].total_seconds()
     return doc
 
 
@@ -81,25 +91,23 @@ def export_session(
     if format not in ("json", "markdown"):
         raise InvalidInput(f"format must be 'json' or 'markdown', not {format!r}")
     target = io.StringIO() if out is None else out
+    runner.read(lambda conn: write_session(conn, session_id, format, target))
+    return target.getvalue() if out is None and isinstance(target, io.StringIO) else None
 
-    def work(conn: Connection) -> None:
-        row = conn.execute(select(*SESSION_COLUMNS).where(S.session_id == session_id)).first()
-        if row is None:
-            raise SessionNotFound(session_id)
-        session = to_session(row)
-        metadata = dict(
-            conn.execute(
-                select(D.key, D.value).where(D.session_id == session_id).order_by(D.key)
-            ).all()
-        )
-        messages = _stream_messages(conn, session_id)
-        if format == "json":
-            _write_json(target, session, metadata, messages)
-        else:
-            _write_markdown(target, session, metadata, messages)
 
-    runner.read(work)
-    return target.getvalue() if isinstance(target, io.StringIO) and out is None else None
+def write_session(conn: Connection, session_id: str, format: Format, out: Writer) -> int:
+    """Write one session as read on ``conn`` (the caller's transaction); its message count."""
+    row = conn.execute(select(*SESSION_COLUMNS).where(S.session_id == session_id)).first()
+    if row is None:
+        raise SessionNotFound(session_id)
+    session = to_session(row)
+    metadata = dict(
+        conn.execute(select(D.key, D.value).where(D.session_id == session_id).order_by(D.key)).all()
+    )
+    messages = _stream_messages(conn, session_id)
+    if format == "json":
+        return _write_json(out, session, metadata, messages)
+    return _write_markdown(out, session, metadata, messages)
 
 
 def _stream_messages(conn: Connection, session_id: str) -> Iterator[MessageRecord]:
@@ -111,11 +119,11 @@ def _stream_messages(conn: Connection, session_id: str) -> Iterator[MessageRecor
 
 
 def _write_json(
-    out: IO[str],
+    out: Writer,
     session: SessionRecord,
     metadata: Mapping[str, str | None],
     messages: Iterator[MessageRecord],
-) -> None:
+) -> int:
     head = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -126,18 +134,21 @@ def _write_json(
     # message is ever held as a document.
     out.write(json.dumps(head, ensure_ascii=False, indent=2)[:-2])
     out.write(',\n  "messages": [')
-    for index, message in enumerate(messages):
-        out.write("," if index else "")
+    count = 0
+    for message in messages:
+        out.write("," if count else "")
         out.write("\n    " + json.dumps(message_document(message), ensure_ascii=False))
+        count += 1
     out.write("\n  ]\n}\n")
+    return count
 
 
 def _write_markdown(
-    out: IO[str],
+    out: Writer,
     session: SessionRecord,
     metadata: Mapping[str, str | None],
     messages: Iterator[MessageRecord],
-) -> None:
+) -> int:
     out.write(f"# {session.title or 'Untitled session'}\n\n")
     out.write(f"- **Session:** `{session.session_id}`\n")
     out.write(f"- **Model:** {session.model_name or session.model_id}\n")
@@ -147,7 +158,9 @@ def _write_markdown(
     for key, value in metadata.items():
         out.write(f"- **{key}:** {value}\n")
     out.write("\n---\n")
+    count = 0
     for message in messages:
+        count += 1
         out.write(f"\n## {message.role.upper()} · #{message.sequence_number} · ")
         out.write(f"{message.timestamp:%Y-%m-%d %H:%M:%S} UTC\n\n")
         out.write(message.content.rstrip("\n") + "\n")
@@ -158,9 +171,91 @@ def _write_markdown(
             details.append(f"{message.duration:.2f}s")
         if details:
             out.write(f"\n*{', '.join(details)}*\n")
+    return count
 
 
 # --- import ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedSession:
+    """An export document, checked: what :func:`recreate` writes back."""
+
+    session: dict[str, Any]
+    metadata: dict[str, str | None]
+    messages: list[dict[str, Any]]
+
+
+def parse_export(source: str | bytes | IO[str] | Mapping[str, Any]) -> ParsedSession:
+    """Check an export document completely before anything is written."""
+    doc = _load(source)
+    session = _field(doc, "session", Mapping)
+    metadata = _field(doc, "metadata", Mapping)
+    messages = _field(doc, "messages", list)
+    rows = [_message_row(item, index) for index, item in enumerate(messages)]
+    sequences = [row["sequence_number"] for row in rows]
+    if len(set(sequences)) != len(sequences):
+        raise InvalidInput("the export repeats a sequence number")
+    values = {
+        "session_id": check_id("session_id", session.get("session_id")),
+        "model_id": check_id("model_id", session.get("model_id")),
+        "model_name": _optional_str(session, "model_name"),
+        "title": _optional_str(session, "title"),
+        "status": _status(session.get("status", "active")),
+        "created_at": _time(session, "created_at"),
+        "updated_at": _time(session, "updated_at"),
+        "last_activity": _time(session, "last_activity"),
+        "archived_at": _time(session, "archived_at") if session.get("archived_at") else None,
+        "idle_timeout_seconds": _seconds(session, "idle_timeout"),
+        "hard_timeout_seconds": _seconds(session, "hard_timeout"),
+        "total_duration_seconds": _number(session, "total_duration_seconds"),
+        "last_seq": _count(session, "last_seq"),
+    }
+    pairs = {check_id("metadata key", k): _optional_value(v) for k, v in metadata.items()}
+    return ParsedSession(values, pairs, rows)
+
+
+def recreate(
+    conn: Connection, parsed: ParsedSession, *, session_id: str, keep_ids: bool
+) -> SessionRecord:
+    """Insert a parsed session on ``conn``; message ids kept only with ``keep_ids``."""
+    if conn.execute(select(S.session_id).where(S.session_id == session_id)).first():
+        raise SessionExists(session_id)
+    values = {**parsed.session, "session_id": session_id}
+    # Inserted active and with empty totals, which the triggers fill from the
+    # messages; the fields a trigger also moves are set back afterwards.
+    columns = {k: v for k, v in values.items() if k not in ("total_duration_seconds", "last_seq")}
+    conn.execute(insert(Session).values({**columns, "status": "active", "archived_at": None}))
+    if parsed.metadata:
+        conn.execute(
+            insert(SessionMetadata),
+            [{"session_id": session_id, "key": k, "value": v} for k, v in parsed.metadata.items()],
+        )
+    if parsed.messages:
+        rows = [{**row, "session_id": session_id} for row in parsed.messages]
+        if not keep_ids:
+            for message in rows:
+                message.pop("message_id")
+        conn.execute(insert(Message), rows)
+    stored = conn.execute(
+        update(Session)
+        .where(S.session_id == session_id)
+        .values(
+            title=values["title"],
+            status=values["status"],
+            archived_at=values["archived_at"],
+            updated_at=values["updated_at"],
+            last_activity=values["last_activity"],
+            # Exact as exported: a float sum depends on the order it was added in,
+            # and the last sequence number handed out may belong to a deleted message.
+            total_duration_seconds=values["total_duration_seconds"],
+            last_seq=func.max(S.last_seq, values["last_seq"])
+            if conn.dialect.name == "sqlite"
+            else func.greatest(S.last_seq, values["last_seq"]),
+        )
+        .returning(*SESSION_COLUMNS)
+    ).one()
+    return to_session(stored)
 
 
 def import_session(
@@ -170,57 +265,11 @@ def import_session(
     session_id: str | None = None,
 ) -> SessionRecord:
     """Recreate a session from an export; ``session_id`` imports it under a new id."""
-    doc = _load(source)
-    session = _field(doc, "session", Mapping)
-    metadata = _field(doc, "metadata", Mapping)
-    messages = _field(doc, "messages", list)
-    new_id = check_id("session_id", session_id or session.get("session_id"))
-    rows = [_message_row(new_id, item, index) for index, item in enumerate(messages)]
-    sequences = [row["sequence_number"] for row in rows]
-    if len(set(sequences)) != len(sequences):
-        raise InvalidInput("the export repeats a sequence number")
-    values = {
-        "session_id": new_id,
-        "model_id": check_id("model_id", session.get("model_id")),
-        "model_name": _optional_str(session, "model_name"),
-        "title": _optional_str(session, "title"),
-        "status": _status(session.get("status", "active")),
-        "created_at": _time(session, "created_at"),
-        "updated_at": _time(session, "updated_at"),
-        "last_activity": _time(session, "last_activity"),
-    }
-    pairs = {check_id("metadata key", k): _optional_value(v) for k, v in metadata.items()}
-
-    def work(conn: Connection) -> SessionRecord:
-        exists = conn.execute(select(S.session_id).where(S.session_id == new_id)).first()
-        if exists is not None:
-            raise SessionExists(new_id)
-        # Inserted active so the trigger accepts its messages; the exported
-        # status is applied with the other fields below.
-        conn.execute(insert(Session).values({**values, "status": "active"}))
-        if pairs:
-            conn.execute(
-                insert(SessionMetadata),
-                [{"session_id": new_id, "key": k, "value": v} for k, v in pairs.items()],
-            )
-        if rows:
-            conn.execute(insert(Message), rows)
-        # The triggers re-derived counts and totals from the rows; the fields a
-        # trigger also touches (activity, title) are set back to what was exported.
-        row = conn.execute(
-            update(Session)
-            .where(S.session_id == new_id)
-            .values(
-                title=values["title"],
-                status=values["status"],
-                updated_at=values["updated_at"],
-                last_activity=values["last_activity"],
-            )
-            .returning(*SESSION_COLUMNS)
-        ).one()
-        return to_session(row)
-
-    return runner.write(work)
+    parsed = parse_export(source)
+    new_id = (
+        parsed.session["session_id"] if session_id is None else check_id("session_id", session_id)
+    )
+    return runner.write(lambda conn: recreate(conn, parsed, session_id=new_id, keep_ids=False))
 
 
 def _load(source: str | bytes | IO[str] | Mapping[str, Any]) -> Mapping[str, Any]:
@@ -275,7 +324,30 @@ def _time(doc: Mapping[str, Any], name: str) -> datetime:
     return parsed
 
 
-def _message_row(session_id: str, item: Any, index: int) -> dict[str, Any]:
+def _number(doc: Mapping[str, Any], name: str) -> float:
+    value = doc.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise InvalidInput(f"{name} must be a non-negative number")
+    return float(value)
+
+
+def _count(doc: Mapping[str, Any], name: str) -> int:
+    value = doc.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"{name} must be a non-negative integer")
+    return value
+
+
+def _seconds(doc: Mapping[str, Any], name: str) -> float | None:
+    value = doc.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise InvalidInput(f"{name} must be a positive number of seconds or null")
+    return float(value)
+
+
+def _message_row(item: Any, index: int) -> dict[str, Any]:
     if not isinstance(item, Mapping):
         raise InvalidInput(f"message {index} is not an object")
     role = item.get("role")
@@ -301,8 +373,11 @@ def _message_row(session_id: str, item: Any, index: int) -> dict[str, Any]:
         raise InvalidInput(f"message {index} metadata must be the stored JSON text")
     if client_msg_id is not None and not isinstance(client_msg_id, str):
         raise InvalidInput(f"message {index} client_msg_id must be text")
+    message_id = item.get("message_id")
+    if message_id is not None and (isinstance(message_id, bool) or not isinstance(message_id, int)):
+        raise InvalidInput(f"message {index} has an invalid message_id {message_id!r}")
     return {
-        "session_id": session_id,
+        "message_id": message_id,
         "sequence_number": seq,
         "role": role,
         "content": content,

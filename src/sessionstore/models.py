@@ -37,6 +37,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Text,
     UniqueConstraint,
@@ -49,16 +50,20 @@ __all__ = [
     "ROLES",
     "STATUSES",
     "Base",
+    "Lease",
+    "LifecycleEvent",
     "Message",
     "QuarantinedMessage",
     "QuarantinedMetadata",
     "Session",
     "SessionMetadata",
+    "Snapshot",
     "UTCDateTime",
 ]
 
 ROLES = ("user", "assistant", "system", "tool")
 STATUSES = ("active", "archived")
+ACTIONS = ("archive", "reactivate", "purge", "restore", "prune_snapshot")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -151,6 +156,7 @@ class Session(Base):
             "session_id",
         ),
         Index("ix_sessions_created_at", "created_at"),
+        Index("ix_sessions_status_archived_at", "status", "archived_at"),
     )
 
     session_id: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -165,6 +171,10 @@ class Session(Base):
     total_duration_seconds: Mapped[float] = mapped_column(Real, nullable=False, server_default="0")
     last_seq: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     status: Mapped[str] = mapped_column(Text, nullable=False, server_default="active")
+    #: Per-session overrides of the store's timeouts; NULL means the store's default.
+    idle_timeout_seconds: Mapped[float | None] = mapped_column(Real)
+    hard_timeout_seconds: Mapped[float | None] = mapped_column(Real)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Message(Base):
@@ -242,3 +252,53 @@ class QuarantinedMetadata(Base):
     value: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     quarantined_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class Snapshot(Base):
+    """A whole session (row, metadata, messages) as compressed JSON; outlives its session."""
+
+    __tablename__ = "session_snapshots"
+    __table_args__ = (
+        Index("ix_session_snapshots_session_id_snapshot_id", "session_id", "snapshot_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    snapshot_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    # No foreign key: the snapshot must survive the purge of its session.
+    session_id: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    format: Mapped[str] = mapped_column(Text, nullable=False)
+    message_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    raw_bytes: Mapped[int] = mapped_column(BigInt, nullable=False)
+    stored_bytes: Mapped[int] = mapped_column(BigInt, nullable=False)
+    payload: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class LifecycleEvent(Base):
+    """The audit trail: one row per lifecycle action."""
+
+    __tablename__ = "lifecycle_events"
+    __table_args__ = (
+        CheckConstraint(f"action IN {ACTIONS!r}", name="action"),
+        Index("ix_lifecycle_events_session_id_event_id", "session_id", "event_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    event_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(Text, nullable=False)
+    action: Mapped[str] = mapped_column(Text, nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    snapshot_id: Mapped[int | None] = mapped_column(BigInt)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    details: Mapped[str | None] = mapped_column(Text)
+
+
+class Lease(Base):
+    """Who may run a periodic job (the sweeper) until when."""
+
+    __tablename__ = "lifecycle_leases"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    holder: Mapped[str] = mapped_column(Text, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 __all__ = ["MessageRecord", "NewMessage", "Page", "SessionRecord"]
@@ -33,6 +33,11 @@ class SessionRecord:
     total_duration_seconds: float
     #: The sequence number the last appended message received.
     last_seq: int
+    #: This session's own timeouts; ``None`` means the store's defaults apply.
+    idle_timeout: timedelta | None = None
+    hard_timeout: timedelta | None = None
+    #: When the session was archived (``None`` while active).
+    archived_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

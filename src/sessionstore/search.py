@@ -45,7 +45,7 @@ from .errors import InvalidInput, InvalidSearchQuery
 from .messages import message_from_db
 from .prepared import to_db_time
 from .records import MessageRecord, Page, SessionRecord
-from .sessions import check_status, session_from_db
+from .sessions import SESSION_COLUMNS, check_status, session_from_db
 from .transactions import Runner
 from .validation import check_id, check_limit, check_text, decode_cursor, encode_cursor
 
@@ -129,10 +129,8 @@ def tsquery_plain(query: str) -> str | None:
 
 # --- SQL -------------------------------------------------------------------------------
 
-_SESSION_COLUMNS = (
-    "s.session_id, s.model_id, s.model_name, s.title, s.status, s.created_at, s.updated_at,"
-    " s.last_activity, s.message_count, s.total_tokens, s.total_duration_seconds, s.last_seq"
-)
+_SESSION_COLUMNS = ", ".join(f"s.{column.name}" for column in SESSION_COLUMNS)
+_WIDTH = len(SESSION_COLUMNS)
 _MESSAGE_COLUMNS = (
     "m.message_id, m.session_id, m.sequence_number, m.role, m.content, m.timestamp,"
     " m.tokens_used, m.duration_seconds, m.metadata, m.client_msg_id"
@@ -324,22 +322,23 @@ class SearchRepository:
         def work(conn: Connection) -> Page[SearchHit]:
             rows = _run(conn, sql, params, mode)
             page = rows[:limit]
-            message_ids = [row[12] for row in page if row[12] is not None]
-            title_ids = [row[0] for row in page if row[12] is None]
+            w = _WIDTH  # the session's columns, then message id, sequence, role, rank
+            message_ids = [row[w] for row in page if row[w] is not None]
+            title_ids = [row[0] for row in page if row[w] is None]
             snippets = _snippets(conn, _SNIPPETS[dialect], fts_query, message_ids)
             titles = _snippets(conn, _TITLE_SNIPPETS[dialect], fts_query, title_ids)
             hits = tuple(
                 SearchHit(
-                    session=session_from_db(row[:12]),
-                    message_id=row[12],
-                    sequence_number=row[13],
-                    role=row[14],
+                    session=session_from_db(row[:w]),
+                    message_id=row[w],
+                    sequence_number=row[w + 1],
+                    role=row[w + 2],
                     snippet=(
-                        snippets.get(row[12], "")
-                        if row[12] is not None
+                        snippets.get(row[w], "")
+                        if row[w] is not None
                         else titles.get(row[0], row[3] or "")
                     ),
-                    rank=float(row[15]),
+                    rank=float(row[w + 3]),
                 )
                 for row in page
             )

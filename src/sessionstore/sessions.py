@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -62,6 +62,9 @@ SESSION_COLUMNS = (
     S.total_tokens,
     S.total_duration_seconds,
     S.last_seq,
+    S.idle_timeout_seconds,
+    S.hard_timeout_seconds,
+    S.archived_at,
 )
 _CURSOR = "sessions"
 
@@ -106,20 +109,35 @@ def check_status(status: object) -> str | None:
     return status
 
 
+def _span(seconds: float | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
 def to_session(row: Any) -> SessionRecord:
     """A record from a row read through SQLAlchemy (types already converted)."""
-    values = list(row)
-    # SQLite hands back a REAL that happens to be whole as an int.
-    values[10] = float(values[10])
-    return SessionRecord(*values)
+    return SessionRecord(
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
+        # SQLite hands back a REAL that happens to be whole as an int.
+        float(row[10]), row[11], _span(row[12]), _span(row[13]), row[14],
+    )  # fmt: skip
 
 
 def session_from_db(row: Any) -> SessionRecord:
     """A record from a row read through the driver (timestamps as stored)."""
     return SessionRecord(
         row[0], row[1], row[2], row[3], row[4], from_db_time(row[5]), from_db_time(row[6]),
-        from_db_time(row[7]), row[8], row[9], float(row[10]), row[11],
+        from_db_time(row[7]), row[8], row[9], float(row[10]), row[11], _span(row[12]),
+        _span(row[13]), None if row[14] is None else from_db_time(row[14]),
     )  # fmt: skip
+
+
+def check_timeout(name: str, value: object) -> float | None:
+    """A timeout override in seconds: a positive timedelta, or None for the default."""
+    if value is None:
+        return None
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise InvalidInput(f"{name} must be a positive timedelta or None, not {value!r}")
+    return value.total_seconds()
 
 
 class SessionRepository:
@@ -137,13 +155,21 @@ class SessionRepository:
         title: str | None = None,
         session_id: str | None = None,
         metadata: Mapping[str, str | None] | None = None,
+        idle_timeout: timedelta | None = None,
+        hard_timeout: timedelta | None = None,
     ) -> SessionRecord:
-        """A new, empty, active session; :class:`SessionExists` if the id is taken."""
+        """A new, empty, active session; :class:`SessionExists` if the id is taken.
+
+        ``idle_timeout`` and ``hard_timeout`` override the store's defaults for
+        this session (see :mod:`sessionstore.lifecycle`).
+        """
         model_id = check_id("model_id", model_id)
         model_name = check_optional_text("model_name", model_name)
         title = check_optional_text("title", title)
         session_id = str(uuid.uuid4()) if session_id is None else check_id("session_id", session_id)
         pairs = check_metadata_pairs(metadata)
+        idle = check_timeout("idle_timeout", idle_timeout)
+        hard = check_timeout("hard_timeout", hard_timeout)
         now = self._clock()
         record = SessionRecord(
             session_id=session_id,
@@ -158,6 +184,8 @@ class SessionRepository:
             total_tokens=0,
             total_duration_seconds=0.0,
             last_seq=0,
+            idle_timeout=_span(idle),
+            hard_timeout=_span(hard),
         )
 
         def work(conn: Connection) -> SessionRecord:
@@ -172,6 +200,8 @@ class SessionRepository:
                     created_at=now,
                     updated_at=now,
                     last_activity=now,
+                    idle_timeout_seconds=idle,
+                    hard_timeout_seconds=hard,
                 )
                 .on_conflict_do_nothing(index_elements=[S.session_id])
                 .returning(S.session_id)

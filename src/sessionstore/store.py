@@ -20,6 +20,8 @@ Nothing is created at import time: the engine is the store's, and
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,11 +33,20 @@ from typing import IO, Any, Self
 from sqlalchemy import Engine
 
 from . import migrations
+from .backup import (
+    BackupReport,
+    RestoreReport,
+    backup_postgres,
+    backup_sqlite_file,
+    restore_postgres,
+    restore_sqlite_file,
+)
 from .config import StoreConfig
-from .engine import PoolStatus, build_engine, is_memory, pool_status, sqlite_path
-from .errors import StoreClosedError
+from .engine import PoolStatus, build_engine, is_memory, normalize_url, pool_status, sqlite_path
+from .errors import InvalidInput, InvalidStateError, StoreClosedError
 from .export import Format, export_session, import_session
 from .health import Health
+from .lifecycle import Lifecycle
 from .messages import MessageRepository
 from .records import SessionRecord
 from .search import SearchRepository
@@ -99,6 +110,13 @@ class SessionStore:
             self._runner, self._clock, max_content_bytes=self._config.max_content_bytes
         )
         self.search = SearchRepository(self._runner)
+        self.lifecycle = Lifecycle(
+            self._runner,
+            self._clock,
+            idle_timeout=self._config.idle_timeout,
+            hard_timeout=self._config.hard_timeout,
+            purge_after=self._config.purge_after,
+        )
         self.health = Health(engine, self._runner, self._clock)
         #: What opening the store did to the database (``None`` with ``upgrade=False``).
         self.upgrade_report: migrations.UpgradeReport | None = None
@@ -155,6 +173,7 @@ class SessionStore:
         """Release every pooled connection. The store cannot be used afterwards."""
         if self._runner.closed:
             return
+        self.lifecycle.stop_schedulers()
         self._runner.close()
         if self._owns_engine:
             self._engine.dispose()
@@ -234,6 +253,49 @@ class SessionStore:
     ) -> SessionRecord:
         """Recreate a session from :meth:`export` JSON (optionally under a new id)."""
         return import_session(self._runner, source, session_id=session_id)
+
+    # --- backups ------------------------------------------------------------------------
+
+    def backup(self, path: str | os.PathLike[str]) -> BackupReport:
+        """A consistent, verified copy of the database at ``path``, while writers keep writing.
+
+        SQLite: the online backup API on a dedicated connection, checked with
+        ``integrity_check``, fsynced and renamed into place. PostgreSQL: ``pg_dump``
+        in its custom format (restore it with :meth:`restore_backup`).
+        """
+        self._check_open()
+        if self.dialect == "postgresql":
+            url = self._engine.url.set(drivername="postgresql")
+            return backup_postgres(url.render_as_string(hide_password=False), path)
+        source = sqlite_path(self._engine)
+        if source is None:
+            raise InvalidStateError("an in-memory database has no file to back up")
+        started = time.monotonic()
+        target = backup_sqlite_file(
+            source, path, busy_timeout=self._config.busy_timeout.total_seconds()
+        )
+        return BackupReport(target, target.stat().st_size, time.monotonic() - started)
+
+    @staticmethod
+    def restore_backup(
+        backup: str | os.PathLike[str], target: str | os.PathLike[str]
+    ) -> RestoreReport:
+        """Replace the database ``target`` (a SQLite path or URL) with a verified backup.
+
+        What was at ``target`` (with its ``-wal`` and ``-shm``) is moved aside, not
+        overwritten. Close every store on ``target`` first. A ``postgresql://`` target
+        is restored with ``pg_restore --clean``.
+        """
+        text = os.fspath(target)
+        if text.startswith(("postgresql:", "postgres:", "postgresql+")):
+            url = normalize_url(text).set(drivername="postgresql")
+            return restore_postgres(backup, url.render_as_string(hide_password=False))
+        if text.startswith("sqlite:"):
+            path = normalize_url(text).database
+            if not path or path == ":memory:":
+                raise InvalidInput("restore_backup needs a database file, not memory")
+            text = path
+        return restore_sqlite_file(backup, text)
 
     def stats(self) -> StoreStats:
         """Totals and a per-model breakdown, from the session rows alone."""

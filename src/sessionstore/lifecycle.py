@@ -1,0 +1,650 @@
+"""Session lifecycle: timeouts, archive with a snapshot, reactivate, purge, restore.
+
+A session times out when it has had no activity for its **idle timeout**,
+or when its **hard timeout** has passed since it was created, whichever
+comes first; at the deadline itself it has timed out. Both default to the
+store's configuration (``SessionStore.open(url, idle_timeout=...,
+hard_timeout=...)``) and can be set per session. ``now`` can be passed to
+every operation, so timeouts are tested with a clock, never with sleeps.
+
+Archiving takes a **snapshot** first — the session's row, metadata and
+messages as the export JSON, zlib-compressed — and marks the session
+archived, in one transaction that holds the session's write lock: an
+append either committed before (and is in the snapshot) or fails with
+:class:`SessionArchived`. Snapshots have no foreign key to their session,
+so they outlive its purge: ``restore(snapshot_id)`` recreates a purged (or
+still archived) session exactly — ids, sequence numbers, timestamps,
+metadata, totals.
+
+Each operation on a session is one transaction; ``sweep`` and ``purge``
+take one per session, re-checking under the lock that the session is still
+due, so a session that received a message a moment ago, or that another
+sweeper archived, is left alone. Every action is written to
+``lifecycle_events``, which :meth:`Lifecycle.history` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, Literal
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+
+from .errors import ConflictError, InvalidInput, InvalidStateError, NotFoundError, SessionNotFound
+from .export import parse_export, recreate, write_session
+from .models import Lease, LifecycleEvent, Session, Snapshot
+from .records import SessionRecord
+from .scheduler import Scheduler
+from .sessions import SESSION_COLUMNS, check_timeout, dialect_insert, to_session
+from .transactions import Runner
+from .validation import check_id
+
+__all__ = [
+    "Expiry",
+    "Lifecycle",
+    "LifecycleRecord",
+    "PurgeReport",
+    "SessionActive",
+    "SnapshotInfo",
+    "SnapshotNotFound",
+    "SweepReport",
+]
+
+S = Session.__table__.c
+N = Snapshot.__table__.c
+E = LifecycleEvent.__table__.c
+L = Lease.__table__.c
+
+Reason = Literal["idle", "hard"]
+Progress = Callable[[int, int], None]
+SNAPSHOT_FORMAT = "sessionstore.session+json+zlib"
+_UNSET: Any = object()
+
+
+class SnapshotNotFound(NotFoundError):
+    def __init__(self, snapshot_id: int) -> None:
+        super().__init__(f"no snapshot with id {snapshot_id!r}")
+        self.snapshot_id = snapshot_id
+
+
+class SessionActive(ConflictError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"session {session_id!r} is active; restoring a snapshot over it would lose its "
+            "newer messages. Archive it first, or import the snapshot under another id"
+        )
+        self.session_id = session_id
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """A session that has timed out, or will by the horizon asked about."""
+
+    session: SessionRecord
+    reason: Reason
+    deadline: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    snapshot_id: int
+    session_id: str
+    created_at: datetime
+    reason: str
+    message_count: int
+    #: The snapshot's JSON size, and what it takes compressed.
+    raw_bytes: int
+    stored_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class SweepItem:
+    session_id: str
+    reason: Reason
+    deadline: datetime
+    #: The snapshot taken when it was archived (``None`` in a dry run).
+    snapshot_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    now: datetime
+    dry_run: bool
+    archived: tuple[SweepItem, ...]
+    #: Sessions found due that were no longer due (or no longer active) at their turn.
+    skipped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeItem:
+    session_id: str
+    snapshot_id: int
+    messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    now: datetime
+    cutoff: datetime
+    purged: tuple[PurgeItem, ...]
+    #: Space the purged rows occupied: pages returned to SQLite's free list,
+    #: or the rows' size on PostgreSQL.
+    bytes_freed: int
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleRecord:
+    """One line of the audit trail."""
+
+    event_id: int
+    session_id: str
+    action: str
+    reason: str | None
+    snapshot_id: int | None
+    occurred_at: datetime
+    details: dict[str, Any]
+
+
+class _Compressor:
+    """A text sink that compresses as it goes: a snapshot never exists uncompressed."""
+
+    def __init__(self) -> None:
+        self._zlib = zlib.compressobj(level=6)
+        self._chunks: list[bytes] = []
+        self.raw_bytes = 0
+
+    def write(self, text: str, /) -> int:
+        data = text.encode("utf-8")
+        self.raw_bytes += len(data)
+        self._chunks.append(self._zlib.compress(data))
+        return len(text)
+
+    def finish(self) -> bytes:
+        self._chunks.append(self._zlib.flush())
+        return b"".join(self._chunks)
+
+
+class Lifecycle:
+    """``store.lifecycle``: timeouts, archive, reactivate, purge, restore, the audit trail."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        clock: Callable[[], datetime],
+        *,
+        idle_timeout: timedelta | None,
+        hard_timeout: timedelta | None,
+        purge_after: timedelta | None,
+    ) -> None:
+        self._runner = runner
+        self._clock = clock
+        self.idle_timeout = idle_timeout
+        self.hard_timeout = hard_timeout
+        self.purge_after = purge_after
+        self._schedulers: list[Scheduler] = []
+
+    # --- timeouts -------------------------------------------------------------------
+
+    def due(self, session: SessionRecord, horizon: datetime) -> Expiry | None:
+        """The first of the session's deadlines at or before ``horizon``, if any."""
+        if session.status != "active":
+            return None
+        deadlines: list[tuple[datetime, Reason]] = []
+        idle = session.idle_timeout or self.idle_timeout
+        hard = session.hard_timeout or self.hard_timeout
+        if idle is not None:
+            deadlines.append((session.last_activity + idle, "idle"))
+        if hard is not None:
+            deadlines.append((session.created_at + hard, "hard"))
+        due = [d for d in deadlines if d[0] <= horizon]
+        if not due:
+            return None
+        deadline, reason = min(due)
+        return Expiry(session, reason, deadline)
+
+    def _candidates(self, conn: Connection, horizon: datetime) -> list[Expiry]:
+        # Sessions on the store's defaults are found through the indexes; the few
+        # with their own timeouts are all read and judged one by one.
+        wide: list[ColumnElement[bool]] = [
+            S.idle_timeout_seconds.is_not(None),
+            S.hard_timeout_seconds.is_not(None),
+        ]
+        if self.idle_timeout is not None:
+            cut = horizon - self.idle_timeout
+            wide.append(and_(S.idle_timeout_seconds.is_(None), S.last_activity <= cut))
+        if self.hard_timeout is not None:
+            cut = horizon - self.hard_timeout
+            wide.append(and_(S.hard_timeout_seconds.is_(None), S.created_at <= cut))
+        rows = conn.execute(
+            select(*SESSION_COLUMNS)
+            .where(S.status == "active", or_(*wide))
+            .order_by(S.last_activity, S.session_id)
+        )
+        found = (self.due(to_session(row), horizon) for row in rows)
+        return sorted((e for e in found if e is not None), key=lambda e: e.deadline)
+
+    def expiring(self, within: timedelta, now: datetime | None = None) -> list[Expiry]:
+        """Active sessions that time out within ``within`` of ``now`` (or already have)."""
+        if not isinstance(within, timedelta) or within < timedelta(0):
+            raise InvalidInput("within must be a non-negative timedelta")
+        horizon = self._now(now) + within
+        return self._runner.read(lambda conn: self._candidates(conn, horizon))
+
+    def set_timeouts(
+        self,
+        session_id: str,
+        *,
+        idle_timeout: timedelta | None = _UNSET,
+        hard_timeout: timedelta | None = _UNSET,
+    ) -> SessionRecord:
+        """Override (or, with ``None``, go back to the defaults for) a session's timeouts."""
+        session_id = check_id("session_id", session_id)
+        values: dict[str, Any] = {}
+        if idle_timeout is not _UNSET:
+            values["idle_timeout_seconds"] = check_timeout("idle_timeout", idle_timeout)
+        if hard_timeout is not _UNSET:
+            values["hard_timeout_seconds"] = check_timeout("hard_timeout", hard_timeout)
+        stmt = update(Session).where(S.session_id == session_id).returning(*SESSION_COLUMNS)
+
+        def work(conn: Connection) -> SessionRecord:
+            if not values:
+                return _locked(conn, session_id)
+            row = conn.execute(stmt.values(**values)).first()
+            if row is None:
+                raise SessionNotFound(session_id)
+            return to_session(row)
+
+        return self._runner.write(work)
+
+    # --- archive, reactivate --------------------------------------------------------
+
+    def sweep(
+        self,
+        now: datetime | None = None,
+        *,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> SweepReport:
+        """Archive every active session past its idle or hard timeout, one transaction each."""
+        now = self._now(now)
+        due = self._runner.read(lambda conn: self._candidates(conn, now))
+        if dry_run:
+            items = tuple(SweepItem(e.session.session_id, e.reason, e.deadline, None) for e in due)
+            return SweepReport(now, True, items)
+        archived: list[SweepItem] = []
+        for done, expiry in enumerate(due, 1):
+            item = self._runner.write(partial(self._archive_if_due, expiry=expiry, now=now))
+            if item is not None:
+                archived.append(item)
+            if progress is not None:
+                progress(done, len(due))
+        return SweepReport(now, False, tuple(archived), skipped=len(due) - len(archived))
+
+    def _archive_if_due(self, conn: Connection, expiry: Expiry, now: datetime) -> SweepItem | None:
+        session_id = expiry.session.session_id
+        try:
+            current = _locked(conn, session_id)
+        except SessionNotFound:
+            return None
+        still = self.due(current, now)
+        if still is None:
+            return None
+        snapshot = self._archive(conn, current, now, f"{still.reason} timeout")
+        return SweepItem(session_id, still.reason, still.deadline, snapshot.snapshot_id)
+
+    def archive(
+        self, session_id: str, *, reason: str = "manual", now: datetime | None = None
+    ) -> SnapshotInfo:
+        """Snapshot the session, then mark it archived; returns the snapshot."""
+        session_id = check_id("session_id", session_id)
+        reason = check_id("reason", reason)
+        now = self._now(now)
+
+        def work(conn: Connection) -> SnapshotInfo:
+            current = _locked(conn, session_id)
+            if current.status != "active":
+                raise InvalidStateError(f"session {session_id!r} is already archived")
+            return self._archive(conn, current, now, reason)
+
+        return self._runner.write(work)
+
+    def _archive(
+        self, conn: Connection, session: SessionRecord, now: datetime, reason: str
+    ) -> SnapshotInfo:
+        snapshot = _take_snapshot(conn, session.session_id, now, reason)
+        conn.execute(
+            update(Session)
+            .where(S.session_id == session.session_id)
+            .values(status="archived", archived_at=now)
+        )
+        _record(conn, session.session_id, "archive", reason, snapshot.snapshot_id, now)
+        return snapshot
+
+    def reactivate(self, session_id: str, *, now: datetime | None = None) -> SessionRecord:
+        """Bring an archived session back, messages intact; its idle timer starts again."""
+        session_id = check_id("session_id", session_id)
+        now = self._now(now)
+
+        def work(conn: Connection) -> SessionRecord:
+            current = _locked(conn, session_id)
+            if current.status != "archived":
+                raise InvalidStateError(f"session {session_id!r} is not archived")
+            row = conn.execute(
+                update(Session)
+                .where(S.session_id == session_id)
+                .values(status="active", archived_at=None, last_activity=now)
+                .returning(*SESSION_COLUMNS)
+            ).one()
+            _record(conn, session_id, "reactivate", None, None, now)
+            return to_session(row)
+
+        return self._runner.write(work)
+
+    # --- purge, restore, snapshots --------------------------------------------------
+
+    def purge(
+        self,
+        older_than: timedelta,
+        now: datetime | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> PurgeReport:
+        """Delete sessions archived longer ago than ``older_than``; their snapshots stay."""
+        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+            raise InvalidInput("older_than must be a non-negative timedelta")
+        now = self._now(now)
+        cutoff = now - older_than
+        ids = self._runner.read(
+            lambda conn: list(
+                conn.execute(
+                    select(S.session_id)
+                    .where(S.status == "archived", S.archived_at <= cutoff)
+                    .order_by(S.archived_at, S.session_id)
+                ).scalars()
+            )
+        )
+        before = self._free_bytes()
+        purged: list[PurgeItem] = []
+        row_bytes = 0
+        for done, session_id in enumerate(ids, 1):
+            result = self._runner.write(
+                partial(self._purge_one, session_id=session_id, cutoff=cutoff, now=now)
+            )
+            if result is not None:
+                purged.append(result[0])
+                row_bytes += result[1]
+            if progress is not None:
+                progress(done, len(ids))
+        after = self._free_bytes()
+        freed = after - before if after is not None and before is not None else row_bytes
+        return PurgeReport(now, cutoff, tuple(purged), max(0, freed))
+
+    def _purge_one(
+        self, conn: Connection, session_id: str, cutoff: datetime, now: datetime
+    ) -> tuple[PurgeItem, int] | None:
+        try:
+            current = _locked(conn, session_id)
+        except SessionNotFound:
+            return None
+        if current.status != "archived" or current.archived_at is None:
+            return None
+        if current.archived_at > cutoff:
+            return None
+        snapshot_id = conn.execute(
+            select(func.max(N.snapshot_id)).where(N.session_id == session_id)
+        ).scalar()
+        if snapshot_id is None:  # archived by hand in SQL: keep a way back all the same
+            snapshot_id = _take_snapshot(conn, session_id, now, "purge").snapshot_id
+        size = 0
+        if conn.dialect.name == "postgresql":
+            size = int(
+                conn.execute(
+                    text(
+                        "SELECT COALESCE(SUM(pg_column_size(m.*)), 0) FROM messages m"
+                        " WHERE m.session_id = :sid"
+                    ),
+                    {"sid": session_id},
+                ).scalar()
+                or 0
+            )
+        conn.execute(delete(Session).where(S.session_id == session_id))
+        details = {"messages": current.message_count}
+        _record(conn, session_id, "purge", None, snapshot_id, now, details)
+        return PurgeItem(session_id, int(snapshot_id), current.message_count), size
+
+    def _free_bytes(self) -> int | None:
+        """Bytes on SQLite's free list (what a purge gives back), else None."""
+        if self._runner.dialect != "sqlite":
+            return None
+
+        def work(conn: Connection) -> int:
+            pages = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
+            return pages * int(conn.exec_driver_sql("PRAGMA page_size").scalar() or 0)
+
+        return self._runner.read(work)
+
+    def restore(self, snapshot_id: int, *, now: datetime | None = None) -> SessionRecord:
+        """Recreate the session exactly as snapshotted (purged or still archived)."""
+        if isinstance(snapshot_id, bool) or not isinstance(snapshot_id, int) or snapshot_id < 1:
+            raise InvalidInput(f"snapshot_id must be a positive integer, not {snapshot_id!r}")
+        now = self._now(now)
+
+        def work(conn: Connection) -> SessionRecord:
+            payload = conn.execute(select(N.payload).where(N.snapshot_id == snapshot_id)).scalar()
+            if payload is None:
+                raise SnapshotNotFound(snapshot_id)
+            parsed = parse_export(zlib.decompress(payload).decode("utf-8"))
+            session_id = parsed.session["session_id"]
+            status = conn.execute(
+                select(S.status).where(S.session_id == session_id).with_for_update()
+            ).scalar()
+            if status == "active":
+                raise SessionActive(session_id)
+            if status is not None:
+                conn.execute(delete(Session).where(S.session_id == session_id))
+            record = recreate(conn, parsed, session_id=session_id, keep_ids=True)
+            _record(conn, session_id, "restore", None, snapshot_id, now)
+            return record
+
+        return self._runner.write(work)
+
+    def snapshots(self, session_id: str) -> list[SnapshotInfo]:
+        """The session's snapshots, newest first (also after the session was purged)."""
+        session_id = check_id("session_id", session_id)
+        stmt = (
+            select(*_SNAPSHOT_COLUMNS)
+            .where(N.session_id == session_id)
+            .order_by(N.snapshot_id.desc())
+        )
+        return self._runner.read(lambda conn: [SnapshotInfo(*row) for row in conn.execute(stmt)])
+
+    def prune_snapshots(
+        self, keep: int = 1, *, session_id: str | None = None, now: datetime | None = None
+    ) -> int:
+        """Keep the newest ``keep`` snapshots of each session; how many were deleted."""
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise InvalidInput("keep must be an integer of at least 1")
+        if session_id is not None:
+            session_id = check_id("session_id", session_id)
+        now = self._now(now)
+        ranked = select(
+            N.snapshot_id,
+            N.session_id,
+            func.row_number()
+            .over(partition_by=N.session_id, order_by=N.snapshot_id.desc())
+            .label("position"),
+        )
+        if session_id is not None:
+            ranked = ranked.where(N.session_id == session_id)
+        old = ranked.subquery()
+
+        def work(conn: Connection) -> int:
+            doomed = conn.execute(
+                select(old.c.snapshot_id, old.c.session_id).where(old.c.position > keep)
+            ).all()
+            for snapshot, owner in doomed:
+                conn.execute(delete(Snapshot).where(N.snapshot_id == snapshot))
+                _record(conn, owner, "prune_snapshot", f"keep {keep}", snapshot, now)
+            return len(doomed)
+
+        return self._runner.write(work)
+
+    def history(self, session_id: str) -> list[LifecycleRecord]:
+        """Every lifecycle action on the session, oldest first."""
+        session_id = check_id("session_id", session_id)
+        stmt = (
+            select(
+                E.event_id,
+                E.session_id,
+                E.action,
+                E.reason,
+                E.snapshot_id,
+                E.occurred_at,
+                E.details,
+            )
+            .where(E.session_id == session_id)
+            .order_by(E.event_id)
+        )
+
+        def work(conn: Connection) -> list[LifecycleRecord]:
+            return [
+                LifecycleRecord(*row[:6], json.loads(row[6]) if row[6] else {})
+                for row in conn.execute(stmt)
+            ]
+
+        return self._runner.read(work)
+
+    # --- the scheduler, and its lease ----------------------------------------------
+
+    def start_scheduler(
+        self, every: timedelta, *, purge_after: timedelta | None = _UNSET
+    ) -> Scheduler:
+        """Sweep (and purge, with a retention) every ``every`` in a background thread.
+
+        Runs until :meth:`Scheduler.stop` or ``store.close()``. Several processes may
+        run one against the same database: a lease makes them take turns.
+        """
+        retention = self.purge_after if purge_after is _UNSET else purge_after
+        scheduler = Scheduler(self, every=every, purge_after=retention)
+        self._schedulers.append(scheduler)
+        scheduler.start()
+        return scheduler
+
+    def stop_schedulers(self) -> None:
+        while self._schedulers:
+            self._schedulers.pop().stop()
+
+    def acquire_lease(
+        self, name: str, holder: str, ttl: timedelta, now: datetime | None = None
+    ) -> bool:
+        """Take (or renew) the named lease until ``now + ttl`` unless someone else holds it."""
+        now = self._now(now)
+
+        def work(conn: Connection) -> bool:
+            conn.execute(
+                dialect_insert(conn.dialect.name, Lease)
+                .values(name=name, holder=holder, expires_at=now + ttl)
+                .on_conflict_do_nothing(index_elements=[L.name])
+            )
+            taken = conn.execute(
+                update(Lease)
+                .where(L.name == name, or_(L.holder == holder, L.expires_at <= now))
+                .values(holder=holder, expires_at=now + ttl)
+                .returning(L.name)
+            ).first()
+            return taken is not None
+
+        return self._runner.write(work)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        self._runner.write(
+            lambda conn: conn.execute(delete(Lease).where(L.name == name, L.holder == holder))
+        )
+
+    def _now(self, now: datetime | None) -> datetime:
+        if now is None:
+            return self._clock()
+        if not isinstance(now, datetime) or now.tzinfo is None:
+            raise InvalidInput("now must be a timezone-aware datetime")
+        return now
+
+
+_SNAPSHOT_COLUMNS = (
+    N.snapshot_id,
+    N.session_id,
+    N.created_at,
+    N.reason,
+    N.message_count,
+    N.raw_bytes,
+    N.stored_bytes,
+)
+
+
+def _locked(conn: Connection, session_id: str) -> SessionRecord:
+    """The session, its row locked for this transaction (BEGIN IMMEDIATE on SQLite)."""
+    row = conn.execute(
+        select(*SESSION_COLUMNS).where(S.session_id == session_id).with_for_update()
+    ).first()
+    if row is None:
+        raise SessionNotFound(session_id)
+    return to_session(row)
+
+
+def _take_snapshot(conn: Connection, session_id: str, now: datetime, reason: str) -> SnapshotInfo:
+    sink = _Compressor()
+    count = write_session(conn, session_id, "json", sink)
+    payload = sink.finish()
+    snapshot_id = conn.execute(
+        insert(Snapshot)
+        .values(
+            session_id=session_id,
+            created_at=now,
+            reason=reason,
+            format=SNAPSHOT_FORMAT,
+            message_count=count,
+            raw_bytes=sink.raw_bytes,
+            stored_bytes=len(payload),
+            payload=payload,
+        )
+        .returning(N.snapshot_id)
+    ).scalar_one()
+    return SnapshotInfo(
+        int(snapshot_id), session_id, now, reason, count, sink.raw_bytes, len(payload)
+    )
+
+
+def _record(
+    conn: Connection,
+    session_id: str,
+    action: str,
+    reason: str | None,
+    snapshot_id: int | None,
+    now: datetime,
+    details: dict[str, Any] | None = None,
+) -> None:
+    conn.execute(
+        insert(LifecycleEvent).values(
+            session_id=session_id,
+            action=action,
+            reason=reason,
+            snapshot_id=snapshot_id,
+            occurred_at=now,
+            details=json.dumps(details) if details else None,
+        )
+    )
