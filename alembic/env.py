@@ -59,7 +59,11 @@ else:
         fileConfig(config.config_file_name, disable_existing_loggers=False)
     from sessionstore.migrations import run_alembic_online
 
+    # Only `alembic upgrade` adopts a legacy file (backup, stamp); read-only
+    # commands such as `alembic current` must leave it exactly as it is.
+    command = getattr(getattr(config, "cmd_opts", None), "cmd", None)
     run_alembic_online(
         url=context.get_x_argument(as_dictionary=True).get("url"),
         run=run_revisions,
+        adopt_legacy=command is None or command[0].__name__ == "upgrade",
     )

@@ -164,6 +164,24 @@ def _create_tables(suffix: str, now: str) -> None:
 def _create_quarantine_tables() -> None:
     ts = sa.TIMESTAMP()
     op.create_table(
+        "quarantined_sessions",
+        sa.Column("quarantine_id", Id, nullable=False, autoincrement=True),
+        sa.Column("session_id", sa.Text()),
+        sa.Column("created_at", sa.Text()),
+        sa.Column("updated_at", sa.Text()),
+        sa.Column("last_activity", sa.Text()),
+        sa.Column("model_id", sa.Text()),
+        sa.Column("model_name", sa.Text()),
+        sa.Column("title", sa.Text()),
+        sa.Column("message_count", sa.Integer()),
+        sa.Column("total_tokens", Id),
+        sa.Column("total_duration_seconds", Real),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("quarantined_at", ts, nullable=False),
+        sa.PrimaryKeyConstraint("quarantine_id", name="pk_quarantined_sessions"),
+        sqlite_autoincrement=True,
+    )
+    op.create_table(
         "quarantined_messages",
         sa.Column("message_id", Id, nullable=False, autoincrement=False),
         sa.Column("session_id", sa.Text()),
@@ -332,6 +350,18 @@ def _upgrade_sqlite() -> None:
     op.execute("DROP TABLE IF EXISTS sessions_fts")
 
     _create_quarantine_tables()
+    # A legacy TEXT PRIMARY KEY admits NULL: such a row cannot be kept as a session.
+    op.execute(
+        f"""
+        INSERT INTO quarantined_sessions (session_id, created_at, updated_at, last_activity,
+            model_id, model_name, title, message_count, total_tokens, total_duration_seconds,
+            reason, quarantined_at)
+        SELECT session_id, created_at, updated_at, last_activity, model_id, model_name, title,
+               message_count, total_tokens, total_duration_seconds,
+               'session without an id', {SQLITE_NOW}
+        FROM sessions WHERE session_id IS NULL
+        """
+    )
     op.execute(
         f"""
         INSERT INTO quarantined_messages
@@ -376,6 +406,7 @@ def _upgrade_sqlite() -> None:
                           SUM(COALESCE(duration_seconds, 0)) AS duration,
                           MAX(sequence_number) AS last_seq
                    FROM messages GROUP BY session_id) agg ON agg.session_id = s.session_id
+        WHERE s.session_id IS NOT NULL
         """
     )
     op.execute(
@@ -428,8 +459,15 @@ def _upgrade_sqlite() -> None:
         op.execute(trigger)
 
     found = {name for name, _ in views}
-    for _name, sql in views:
+    for name, sql in views:
         op.execute(sql)
+        try:
+            bind.exec_driver_sql(f'SELECT * FROM "{name}" LIMIT 0').all()
+        except sa.exc.DBAPIError as exc:
+            raise RuntimeError(
+                f"the view {name!r} no longer works on the new layout ({exc.orig}); "
+                "drop or rewrite it and upgrade again — nothing was changed"
+            ) from None
     for name, sql in VIEWS.items():
         if name not in found:
             op.execute(sql)

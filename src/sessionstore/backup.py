@@ -197,6 +197,21 @@ def restore_postgres(backup: str | os.PathLike[str], url: str) -> RestoreReport:
     return RestoreReport(Path(os.fspath(backup)), ())
 
 
+def _remove_abandoned(target: Path) -> None:
+    """Delete partial copies left beside ``target`` by backups whose process died."""
+    for stale in target.parent.glob(f".{target.name}.partial-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        except PermissionError:
+            pass  # alive, someone else's
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

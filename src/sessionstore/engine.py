@@ -4,7 +4,9 @@ SQLite file databases get a ``QueuePool`` whose ``connect`` hook sets, on
 every new connection, the pragmas the legacy layer never set: foreign keys
 on, a busy timeout, ``synchronous``, a larger page cache and in-memory temp
 storage. WAL is switched on once (it is a property of the file and persists),
-with a retry because another process may be opening the same file.
+with a retry because another process may be opening the same file — once the
+file is known to be a sessionstore or legacy database, so that a file the
+store refuses is left untouched.
 
 The pysqlite driver is put in autocommit mode and SQLAlchemy's ``begin``
 event emits the ``BEGIN`` itself (the SQLAlchemy documentation's pysqlite
@@ -37,7 +39,15 @@ from sqlalchemy.pool import QueuePool, StaticPool
 from .config import StoreConfig
 from .errors import InvalidInput, StorageError, translate
 
-__all__ = ["PoolStatus", "build_engine", "is_memory", "pool_status", "reader", "sqlite_path"]
+__all__ = [
+    "PoolStatus",
+    "build_engine",
+    "ensure_wal",
+    "is_memory",
+    "pool_status",
+    "reader",
+    "sqlite_path",
+]
 
 _BEGIN_OPTION = "sessionstore_begin"
 _WAL_ATTEMPTS = 50
@@ -154,8 +164,6 @@ def _sqlite_engine(url: URL, config: StoreConfig) -> Engine:
         dbapi_connection.isolation_level = None
         for pragma in pragmas:
             dbapi_connection.execute(pragma)
-        if not memory:
-            _enable_wal(dbapi_connection, config.busy_timeout.total_seconds())
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -163,6 +171,23 @@ def _sqlite_engine(url: URL, config: StoreConfig) -> Engine:
         conn.connection.dbapi_connection.execute(statement)  # type: ignore[union-attr]
 
     return engine
+
+
+def ensure_wal(engine: Engine, deadline_seconds: float = 10.0) -> None:
+    """Switch a SQLite file to WAL if it is not already (it stays so).
+
+    Called once the file is known to be ours (empty, legacy or current), never
+    by the connect hook: a file the store refuses must be left as it was.
+    """
+    if engine.dialect.name != "sqlite" or is_memory(engine.url):
+        return
+    fairy = engine.raw_connection()
+    try:
+        _enable_wal(fairy.dbapi_connection, deadline_seconds)  # type: ignore[arg-type]
+    except sqlite3.Error as exc:
+        raise translate(exc, path=sqlite_path(engine)) from exc
+    finally:
+        fairy.close()
 
 
 def _enable_wal(dbapi_connection: sqlite3.Connection, deadline_seconds: float) -> None:

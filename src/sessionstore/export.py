@@ -111,8 +111,13 @@ def write_session(conn: Connection, session_id: str, format: Format, out: Writer
 
 
 def _stream_messages(conn: Connection, session_id: str) -> Iterator[MessageRecord]:
-    result = conn.execution_options(yield_per=_BATCH).execute(
-        select(*MESSAGE_COLUMNS).where(M.session_id == session_id).order_by(M.sequence_number)
+    # On the statement, not the connection: the caller's later statements on the
+    # same connection must not inherit a server-side cursor.
+    result = conn.execute(
+        select(*MESSAGE_COLUMNS)
+        .where(M.session_id == session_id)
+        .order_by(M.sequence_number)
+        .execution_options(yield_per=_BATCH)
     )
     for row in result:
         yield to_message(row)

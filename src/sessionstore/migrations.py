@@ -38,8 +38,15 @@ from alembic import command
 
 from .backup import backup_sqlite_file, default_backup_path
 from .config import StoreConfig
-from .engine import build_engine, reader, sqlite_path
-from .errors import MigrationError, SchemaMismatchError, SessionStoreError, translate
+from .engine import build_engine, ensure_wal, reader, sqlite_path
+from .errors import (
+    ConstraintViolation,
+    MigrationError,
+    SchemaMismatchError,
+    SessionStoreError,
+    StorageError,
+    translate,
+)
 from .integrity import DRIFTED_SESSIONS, ORPHANED_MESSAGES, ORPHANED_METADATA
 
 __all__ = [
@@ -226,6 +233,7 @@ def _migrate(
     *,
     skip_when_current: bool,
     backup_dir: Path | None = None,
+    adopt_legacy: bool = True,
 ) -> UpgradeReport:
     head = head_revision()
     path = sqlite_path(engine)
@@ -233,32 +241,35 @@ def _migrate(
         before = database_state(conn)
         conn.rollback()
     if skip_when_current and before.kind == "versioned" and before.revision == head:
+        ensure_wal(engine)
         return UpgradeReport(found=before.kind, from_revision=head, to_revision=head)
 
     backup_path = None
-    if before.kind == "legacy" and path is not None:
+    if before.kind == "legacy" and path is not None and adopt_legacy:
         target = default_backup_path(path, "legacy")
         if backup_dir is not None:
             target = backup_dir / target.name
         backup_path = backup_sqlite_file(path, target)
+    # The file is ours (or empty): now it may be switched to WAL, outside any transaction.
+    ensure_wal(engine)
 
     with engine.connect() as conn, _foreign_keys_off(conn), conn.begin():
         # Look again under the write lock: another process may have got here first.
         state = database_state(conn)
-        if state.kind == "legacy":
+        if state.kind == "legacy" and adopt_legacy:
             _stamp_legacy(conn)
         start = MigrationContext.configure(conn).get_current_revision()
         census = None
         if start == LEGACY_BASELINE and state.kind != "empty":
             census = _legacy_census(conn)
         run(conn)
-        if conn.dialect.name == "sqlite":
+        end = MigrationContext.configure(conn).get_current_revision()
+        if conn.dialect.name == "sqlite" and end != start:
             problems = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
             if problems:
                 raise MigrationError(
                     f"foreign key check failed, upgrade rolled back: {problems[:5]}"
                 )
-        end = MigrationContext.configure(conn).get_current_revision()
         indexed = 0
         if census is not None:
             indexed = int(conn.execute(text("SELECT COUNT(*) FROM messages")).scalar() or 0)
@@ -307,18 +318,21 @@ def upgrade(
 
 def _migration_error(exc: Exception, engine: Engine) -> SessionStoreError:
     translated = translate(exc, path=sqlite_path(engine))
-    if type(translated).__name__ in ("StorageError", "ConstraintViolation"):
+    if type(translated) in (StorageError, ConstraintViolation):
+        # The driver's own words, without the statement SQLAlchemy appends.
         return MigrationError(
-            f"the upgrade failed and was rolled back; the database is unchanged: {exc}"
+            f"the upgrade failed and was rolled back; the database is unchanged: {translated}"
         )
     return translated
 
 
-def run_alembic_online(url: str | None, run: Callable[[Connection], None]) -> None:
+def run_alembic_online(
+    url: str | None, run: Callable[[Connection], None], *, adopt_legacy: bool = True
+) -> None:
     """The ``alembic`` command line's way in (called from ``alembic/env.py``)."""
     engine = build_engine(StoreConfig.from_env(url))
     try:
-        _migrate(engine, run, skip_when_current=False)
+        _migrate(engine, run, skip_when_current=False, adopt_legacy=adopt_legacy)
     finally:
         engine.dispose()
 
@@ -335,3 +349,4 @@ def check_at_head(engine: Engine) -> None:
             f"the database is at {where!r}, not at {head!r}; run `sessionstore upgrade` "
             "(or open the store with upgrade=True)"
         )
+    ensure_wal(engine)

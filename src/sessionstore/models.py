@@ -43,7 +43,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "Message",
     "QuarantinedMessage",
     "QuarantinedMetadata",
+    "QuarantinedSession",
     "Session",
     "SessionMetadata",
     "Snapshot",
@@ -135,6 +138,23 @@ BigInt = Id
 Real = Float().with_variant(REAL(), "sqlite")
 
 
+class utc_now(FunctionElement[datetime]):
+    """The database's current UTC time in the column's stored form (a server default)."""
+
+    type = TIMESTAMP()
+    inherit_cache = True
+
+
+@compiles(utc_now, "sqlite")
+def _utc_now_sqlite(element: utc_now, compiler: Any, **kw: Any) -> str:
+    return SQLITE_NOW
+
+
+@compiles(utc_now, "postgresql")
+def _utc_now_postgresql(element: utc_now, compiler: Any, **kw: Any) -> str:
+    return "(now() AT TIME ZONE 'utc')"
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -160,9 +180,15 @@ class Session(Base):
     )
 
     session_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
-    last_activity: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, nullable=False, server_default=utc_now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, nullable=False, server_default=utc_now()
+    )
+    last_activity: Mapped[datetime] = mapped_column(
+        UTCDateTime, nullable=False, server_default=utc_now()
+    )
     model_id: Mapped[str] = mapped_column(Text, nullable=False)
     model_name: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str | None] = mapped_column(Text)
@@ -200,7 +226,9 @@ class Message(Base):
     sequence_number: Mapped[int] = mapped_column(Integer, nullable=False)
     role: Mapped[str] = mapped_column(Text, nullable=False)
     content: Mapped[str] = mapped_column(Text, nullable=False)
-    timestamp: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    timestamp: Mapped[datetime] = mapped_column(
+        UTCDateTime, nullable=False, server_default=utc_now()
+    )
     tokens_used: Mapped[int | None] = mapped_column(BigInt)
     duration_seconds: Mapped[float | None] = mapped_column(Real)
     # ``metadata`` is reserved on declarative classes; the column keeps its legacy name.
@@ -237,6 +265,27 @@ class QuarantinedMessage(Base):
     tokens_used: Mapped[int | None] = mapped_column(BigInt)
     duration_seconds: Mapped[float | None] = mapped_column(Real)
     metadata_json: Mapped[str | None] = mapped_column("metadata", Text)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    quarantined_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class QuarantinedSession(Base):
+    """A legacy session row that could not stay in ``sessions`` (it had no id), kept as found."""
+
+    __tablename__ = "quarantined_sessions"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    quarantine_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    session_id: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[str | None] = mapped_column(Text)
+    last_activity: Mapped[str | None] = mapped_column(Text)
+    model_id: Mapped[str | None] = mapped_column(Text)
+    model_name: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    message_count: Mapped[int | None] = mapped_column(Integer)
+    total_tokens: Mapped[int | None] = mapped_column(BigInt)
+    total_duration_seconds: Mapped[float | None] = mapped_column(Real)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     quarantined_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 

@@ -93,8 +93,9 @@ _LEXEME = re.compile(r"\w+")
 
 
 def _clean(query: object) -> str:
+    if isinstance(query, str):
+        query = query.replace("\x00", " ")  # a separator, like any other non-word character
     query = check_text("query", query, max_bytes=_MAX_QUERY)
-    query = query.replace("\x00", " ")
     if not query.strip():
         raise InvalidInput("the search query is empty")
     return query
