@@ -558,9 +558,11 @@ def _upgrade_postgresql() -> None:
         "ALTER TEXT SEARCH CONFIGURATION sessionstore_search"
         " ALTER MAPPING FOR hword, hword_part, word WITH unaccent, english_stem"
     )
+    # A tsvector holds at most 1 MB: the first 250,000 characters of a message are
+    # indexed, far beyond any prompt, and a longer message is still stored whole.
     op.execute(
         "ALTER TABLE messages ADD COLUMN search_vector tsvector GENERATED ALWAYS AS"
-        " (to_tsvector('sessionstore_search', content)) STORED"
+        " (to_tsvector('sessionstore_search', left(content, 250000))) STORED"
     )
     op.execute("CREATE INDEX ix_messages_search_vector ON messages USING gin (search_vector)")
     for statement in POSTGRES_FUNCTIONS:

@@ -10,7 +10,9 @@ an integer that never changes, and ``sessions`` has a text key (its implicit
 rowid may be renumbered by ``VACUUM``), so each session gets a
 ``search_key``: the next integer, from a unique index, assigned when the row
 is inserted. Triggers keep the index in step with inserts, title changes and
-deletes, using the FTS5 ``'delete'`` command.
+deletes, using the FTS5 ``'delete'`` command — only when the title really
+changes (every append names ``title`` in its session update, mostly to leave
+it as it is).
 
 PostgreSQL: a generated ``title_vector`` under a GIN index.
 
@@ -63,7 +65,7 @@ SQLITE_UPGRADE = (
     """,
     """
     CREATE TRIGGER trg_sessions_title_update AFTER UPDATE OF title ON sessions
-    WHEN NEW.search_key IS NOT NULL
+    WHEN NEW.search_key IS NOT NULL AND OLD.title IS NOT NEW.title
     BEGIN
         INSERT INTO session_titles_fts (session_titles_fts, rowid, title)
             VALUES ('delete', OLD.search_key, OLD.title);

@@ -103,7 +103,12 @@ def backup_sqlite_file(
             src.backup(dst)
             # The copy is a standalone file: no WAL beside it to lose.
             dst.execute("PRAGMA journal_mode = DELETE")
-        verify_sqlite_file(partial)
+        try:
+            verify_sqlite_file(partial)
+        except DatabaseCorruptError as exc:
+            # The copy is as damaged as what it copied: name the database, not the copy.
+            detail = str(exc).split(" (file:")[0]
+            raise DatabaseCorruptError(detail, path=os.fspath(source)) from None
         _fsync(partial)
         os.replace(partial, target)
         _fsync(target.parent)

@@ -401,7 +401,13 @@ def parse_span(text: str) -> timedelta:
     parts = _SPAN.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         raise click.BadParameter(f"{text!r} is not a duration like 90s, 10m, 1h30m or 30d")
-    return sum((timedelta(**{_UNITS[u]: float(n)}) for n, u in parts), timedelta())
+    try:
+        span = sum((timedelta(**{_UNITS[u]: float(n)}) for n, u in parts), timedelta())
+    except OverflowError:
+        raise click.BadParameter(f"{text!r} is longer than any date can reach") from None
+    if span > timedelta(days=36_600):
+        raise click.BadParameter(f"{text!r} is longer than a century")
+    return span
 
 
 def span_option(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:

@@ -18,6 +18,7 @@ __all__ = ["DEFAULT_URL", "StoreConfig"]
 
 DEFAULT_URL = "sqlite:///.ai-router-sessions.db"
 URL_ENV = "SESSIONSTORE_URL"
+_CENTURY = timedelta(days=36_600)
 
 Synchronous = Literal["NORMAL", "FULL"]
 
@@ -61,8 +62,12 @@ class StoreConfig:
             raise InvalidInput("max_content_bytes must be positive")
         for name in ("idle_timeout", "hard_timeout", "purge_after"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, timedelta) or value <= timedelta(0)):
-                raise InvalidInput(f"{name} must be a positive timedelta or None, not {value!r}")
+            if value is not None and (
+                not isinstance(value, timedelta) or not timedelta(0) < value <= _CENTURY
+            ):
+                raise InvalidInput(
+                    f"{name} must be a positive timedelta of at most a century, or None"
+                )
 
     @classmethod
     def from_env(cls, url: str | None = None, **options: Any) -> StoreConfig:

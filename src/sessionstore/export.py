@@ -30,11 +30,20 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from .errors import InvalidInput, SessionExists, SessionNotFound
 from .messages import MESSAGE_COLUMNS, to_message
-from .models import ROLES, STATUSES, Message, Session, SessionMetadata
+from .models import STATUSES, Message, Session, SessionMetadata
 from .records import MessageRecord, SessionRecord
 from .sessions import SESSION_COLUMNS, to_session
 from .transactions import Runner
-from .validation import check_id
+from .validation import (
+    aware_utc,
+    check_duration,
+    check_id,
+    check_metadata_pairs,
+    check_optional_text,
+    check_role,
+    check_text,
+    check_tokens,
+)
 
 __all__ = ["EXPORT_FORMAT", "export_session", "import_session"]
 
@@ -50,6 +59,9 @@ class Writer(Protocol):
 
 
 _BATCH = 500
+# sequence_number is a 4-byte integer on PostgreSQL; timeouts beyond a century are nonsense.
+_MAX_SEQ = 2**31
+_MAX_TIMEOUT = 100 * 366 * 24 * 3600
 
 M = Message.__table__.c
 S = Session.__table__.c
@@ -191,21 +203,23 @@ class ParsedSession:
     messages: list[dict[str, Any]]
 
 
-def parse_export(source: str | bytes | IO[str] | Mapping[str, Any]) -> ParsedSession:
+def parse_export(
+    source: str | bytes | IO[str] | Mapping[str, Any], *, max_content_bytes: int | None = None
+) -> ParsedSession:
     """Check an export document completely before anything is written."""
     doc = _load(source)
     session = _field(doc, "session", Mapping)
     metadata = _field(doc, "metadata", Mapping)
     messages = _field(doc, "messages", list)
-    rows = [_message_row(item, index) for index, item in enumerate(messages)]
+    rows = [_message_row(item, i, max_content_bytes) for i, item in enumerate(messages)]
     sequences = [row["sequence_number"] for row in rows]
     if len(set(sequences)) != len(sequences):
         raise InvalidInput("the export repeats a sequence number")
     values = {
         "session_id": check_id("session_id", session.get("session_id")),
         "model_id": check_id("model_id", session.get("model_id")),
-        "model_name": _optional_str(session, "model_name"),
-        "title": _optional_str(session, "title"),
+        "model_name": check_optional_text("model_name", session.get("model_name")),
+        "title": check_optional_text("title", session.get("title")),
         "status": _status(session.get("status", "active")),
         "created_at": _time(session, "created_at"),
         "updated_at": _time(session, "updated_at"),
@@ -216,7 +230,7 @@ def parse_export(source: str | bytes | IO[str] | Mapping[str, Any]) -> ParsedSes
         "total_duration_seconds": _number(session, "total_duration_seconds"),
         "last_seq": _count(session, "last_seq"),
     }
-    pairs = {check_id("metadata key", k): _optional_value(v) for k, v in metadata.items()}
+    pairs = check_metadata_pairs(metadata)
     return ParsedSession(values, pairs, rows)
 
 
@@ -268,9 +282,10 @@ def import_session(
     source: str | bytes | IO[str] | Mapping[str, Any],
     *,
     session_id: str | None = None,
+    max_content_bytes: int | None = None,
 ) -> SessionRecord:
     """Recreate a session from an export; ``session_id`` imports it under a new id."""
-    parsed = parse_export(source)
+    parsed = parse_export(source, max_content_bytes=max_content_bytes)
     new_id = (
         parsed.session["session_id"] if session_id is None else check_id("session_id", session_id)
     )
@@ -280,11 +295,15 @@ def import_session(
 def _load(source: str | bytes | IO[str] | Mapping[str, Any]) -> Mapping[str, Any]:
     if isinstance(source, Mapping):
         doc: Any = source
-    else:
+    elif isinstance(source, str | bytes) or hasattr(source, "read"):
         try:
             doc = json.loads(source) if isinstance(source, str | bytes) else json.load(source)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"the export is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidInput("the export is nested too deeply to be a session") from None
+    else:
+        raise InvalidInput(f"an export is JSON text, a file or a mapping, not {type(source)}")
     if not isinstance(doc, Mapping) or doc.get("format") != EXPORT_FORMAT:
         raise InvalidInput(f"not a {EXPORT_FORMAT} export (missing or wrong 'format')")
     if doc.get("version") != EXPORT_VERSION:
@@ -296,19 +315,6 @@ def _field(doc: Mapping[str, Any], name: str, kind: type) -> Any:
     value = doc.get(name)
     if not isinstance(value, kind):
         raise InvalidInput(f"the export's {name!r} must be a {kind.__name__}")
-    return value
-
-
-def _optional_str(doc: Mapping[str, Any], name: str) -> str | None:
-    value = doc.get(name)
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput(f"{name} must be text or null")
-    return value
-
-
-def _optional_value(value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput("session metadata values must be text or null")
     return value
 
 
@@ -326,20 +332,18 @@ def _time(doc: Mapping[str, Any], name: str) -> datetime:
         raise InvalidInput(f"{name} must be an ISO 8601 timestamp, not {value!r}") from None
     if parsed.tzinfo is None:
         raise InvalidInput(f"{name} must carry its UTC offset")
-    return parsed
+    return aware_utc(name, parsed)
 
 
 def _number(doc: Mapping[str, Any], name: str) -> float:
-    value = doc.get(name, 0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise InvalidInput(f"{name} must be a non-negative number")
-    return float(value)
+    value = check_duration(doc.get(name, 0))
+    return 0.0 if value is None else value
 
 
 def _count(doc: Mapping[str, Any], name: str) -> int:
     value = doc.get(name, 0)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInput(f"{name} must be a non-negative integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_SEQ:
+        raise InvalidInput(f"{name} must be an integer from 0 to {_MAX_SEQ - 1}")
     return value
 
 
@@ -347,48 +351,40 @@ def _seconds(doc: Mapping[str, Any], name: str) -> float | None:
     value = doc.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise InvalidInput(f"{name} must be a positive number of seconds or null")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= _MAX_TIMEOUT
+    ):
+        raise InvalidInput(f"{name} must be a positive number of seconds (at most a century)")
     return float(value)
 
 
-def _message_row(item: Any, index: int) -> dict[str, Any]:
+def _message_row(item: Any, index: int, max_bytes: int | None) -> dict[str, Any]:
+    """One exported message, checked as :meth:`MessageRepository.append` checks it."""
     if not isinstance(item, Mapping):
         raise InvalidInput(f"message {index} is not an object")
-    role = item.get("role")
-    if role not in ROLES:
-        raise InvalidInput(f"message {index} has an invalid role {role!r}")
-    content = item.get("content")
-    if not isinstance(content, str):
-        raise InvalidInput(f"message {index} has no text content")
     seq = item.get("sequence_number")
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq < _MAX_SEQ:
         raise InvalidInput(f"message {index} has an invalid sequence_number {seq!r}")
-    tokens = item.get("tokens")
-    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int)):
-        raise InvalidInput(f"message {index} has invalid tokens {tokens!r}")
-    duration = item.get("duration")
-    if duration is not None and (
-        isinstance(duration, bool) or not isinstance(duration, int | float)
-    ):
-        raise InvalidInput(f"message {index} has an invalid duration {duration!r}")
+    message_id = item.get("message_id")
+    if message_id is not None and (
+        isinstance(message_id, bool) or not isinstance(message_id, int)
+        or not 0 < message_id < 2**63
+    ):  # fmt: skip
+        raise InvalidInput(f"message {index} has an invalid message_id {message_id!r}")
     metadata = item.get("metadata")
     client_msg_id = item.get("client_msg_id")
-    if metadata is not None and not isinstance(metadata, str):
-        raise InvalidInput(f"message {index} metadata must be the stored JSON text")
-    if client_msg_id is not None and not isinstance(client_msg_id, str):
-        raise InvalidInput(f"message {index} client_msg_id must be text")
-    message_id = item.get("message_id")
-    if message_id is not None and (isinstance(message_id, bool) or not isinstance(message_id, int)):
-        raise InvalidInput(f"message {index} has an invalid message_id {message_id!r}")
     return {
         "message_id": message_id,
         "sequence_number": seq,
-        "role": role,
-        "content": content,
+        "role": check_role(item.get("role")),
+        "content": check_text("content", item.get("content"), max_bytes=max_bytes),
         "timestamp": _time(item, "timestamp"),
-        "tokens_used": tokens,
-        "duration_seconds": None if duration is None else float(duration),
-        "metadata": metadata,
-        "client_msg_id": client_msg_id,
+        "tokens_used": check_tokens(item.get("tokens")),
+        "duration_seconds": check_duration(item.get("duration")),
+        "metadata": None if metadata is None else check_text("metadata", metadata),
+        "client_msg_id": None
+        if client_msg_id is None
+        else check_id("client_msg_id", client_msg_id),
     }

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -53,7 +54,7 @@ from .records import SessionRecord
 from .scheduler import Scheduler
 from .sessions import SESSION_COLUMNS, check_timeout, dialect_insert, to_session
 from .transactions import Runner
-from .validation import check_id
+from .validation import aware_utc, check_id
 
 __all__ = [
     "Expiry",
@@ -208,10 +209,13 @@ class Lifecycle:
         deadlines: list[tuple[datetime, Reason]] = []
         idle = session.idle_timeout or self.idle_timeout
         hard = session.hard_timeout or self.hard_timeout
-        if idle is not None:
-            deadlines.append((session.last_activity + idle, "idle"))
-        if hard is not None:
-            deadlines.append((session.created_at + hard, "hard"))
+        # A deadline past the last datetime there is never comes.
+        with suppress(OverflowError):
+            if idle is not None:
+                deadlines.append((session.last_activity + idle, "idle"))
+        with suppress(OverflowError):
+            if hard is not None:
+                deadlines.append((session.created_at + hard, "hard"))
         due = [d for d in deadlines if d[0] <= horizon]
         if not due:
             return None
@@ -241,9 +245,7 @@ class Lifecycle:
 
     def expiring(self, within: timedelta, now: datetime | None = None) -> list[Expiry]:
         """Active sessions that time out within ``within`` of ``now`` (or already have)."""
-        if not isinstance(within, timedelta) or within < timedelta(0):
-            raise InvalidInput("within must be a non-negative timedelta")
-        horizon = self._now(now) + within
+        horizon = _shift(self._now(now), within, "within", +1)
         return self._runner.read(lambda conn: self._candidates(conn, horizon))
 
     def set_timeouts(
@@ -366,10 +368,8 @@ class Lifecycle:
         progress: Progress | None = None,
     ) -> PurgeReport:
         """Delete sessions archived longer ago than ``older_than``; their snapshots stay."""
-        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
-            raise InvalidInput("older_than must be a non-negative timedelta")
         now = self._now(now)
-        cutoff = now - older_than
+        cutoff = _shift(now, older_than, "older_than", -1)
         ids = self._runner.read(
             lambda conn: list(
                 conn.execute(
@@ -441,7 +441,11 @@ class Lifecycle:
 
     def restore(self, snapshot_id: int, *, now: datetime | None = None) -> SessionRecord:
         """Recreate the session exactly as snapshotted (purged or still archived)."""
-        if isinstance(snapshot_id, bool) or not isinstance(snapshot_id, int) or snapshot_id < 1:
+        if (
+            isinstance(snapshot_id, bool)
+            or not isinstance(snapshot_id, int)
+            or not 1 <= snapshot_id < 2**63
+        ):
             raise InvalidInput(f"snapshot_id must be a positive integer, not {snapshot_id!r}")
         now = self._now(now)
 
@@ -478,7 +482,7 @@ class Lifecycle:
         self, keep: int = 1, *, session_id: str | None = None, now: datetime | None = None
     ) -> int:
         """Keep the newest ``keep`` snapshots of each session; how many were deleted."""
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep < 2**31:
             raise InvalidInput("keep must be an integer of at least 1")
         if session_id is not None:
             session_id = check_id("session_id", session_id)
@@ -554,7 +558,11 @@ class Lifecycle:
         self, name: str, holder: str, ttl: timedelta, now: datetime | None = None
     ) -> bool:
         """Take (or renew) the named lease until ``now + ttl`` unless someone else holds it."""
+        name = check_id("lease name", name)
+        holder = check_id("lease holder", holder)
         now = self._now(now)
+        if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= timedelta(days=366):
+            raise InvalidInput("ttl must be a positive timedelta of at most a year")
 
         def work(conn: Connection) -> bool:
             conn.execute(
@@ -580,9 +588,7 @@ class Lifecycle:
     def _now(self, now: datetime | None) -> datetime:
         if now is None:
             return self._clock()
-        if not isinstance(now, datetime) or now.tzinfo is None:
-            raise InvalidInput("now must be a timezone-aware datetime")
-        return now
+        return aware_utc("now", now)
 
 
 _SNAPSHOT_COLUMNS = (
@@ -594,6 +600,16 @@ _SNAPSHOT_COLUMNS = (
     N.raw_bytes,
     N.stored_bytes,
 )
+
+
+def _shift(moment: datetime, span: object, name: str, sign: int) -> datetime:
+    """``moment`` moved by a non-negative ``span``, within the datetimes a database keeps."""
+    if not isinstance(span, timedelta) or span < timedelta(0):
+        raise InvalidInput(f"{name} must be a non-negative timedelta, not {span!r}")
+    try:
+        return aware_utc(name, moment + sign * span)
+    except OverflowError:
+        raise InvalidInput(f"{name} reaches beyond the years a database can store") from None
 
 
 def _locked(conn: Connection, session_id: str) -> SessionRecord:

@@ -340,9 +340,14 @@ def run_alembic_online(
 def check_at_head(engine: Engine) -> None:
     """Raise :class:`SchemaMismatchError` unless the database is at ``head``."""
     head = head_revision()
-    with reader(engine).connect() as conn:
-        state = database_state(conn)
-        conn.rollback()
+    try:
+        with reader(engine).connect() as conn:
+            state = database_state(conn)
+            conn.rollback()
+    except SessionStoreError:
+        raise
+    except Exception as exc:
+        raise translate(exc, path=sqlite_path(engine)) from exc
     if state.kind != "versioned" or state.revision != head:
         where = state.revision or state.kind
         raise SchemaMismatchError(

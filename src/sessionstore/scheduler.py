@@ -53,7 +53,7 @@ class Scheduler:
         self.runs = 0
         self.last_sweep: SweepReport | None = None
         self.last_purge: PurgeReport | None = None
-        self.last_error: SessionStoreError | None = None
+        self.last_error: Exception | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -79,9 +79,11 @@ class Scheduler:
             try:
                 self.run_once()
                 self.last_error = None
-            except SessionStoreError as exc:  # a busy or closed store: try again next turn
+            except Exception as exc:
+                # A busy store, or a bug: either way the next turn tries again, and
+                # the thread must not die quietly with sessions left unswept.
                 self.last_error = exc
-                log.warning("lifecycle scheduler run failed: %s", exc)
+                log.warning("lifecycle scheduler run failed: %s", exc, exc_info=True)
             self._stop.wait(self.every.total_seconds())
 
     def stop(self, timeout: float | None = 30.0) -> None:

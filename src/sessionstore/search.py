@@ -26,7 +26,7 @@ Ranks are comparable within one query: lower is better on both backends
 (FTS5's ``bm25``; PostgreSQL's ``ts_rank`` negated). A session's hit is its
 best-ranked matching message; a session whose title matches but none of
 whose messages do is represented by its title (``message_id`` is ``None``),
-ranked with the title's rank doubled.
+ranked by the title's own rank.
 """
 
 from __future__ import annotations
@@ -47,7 +47,14 @@ from .prepared import to_db_time
 from .records import MessageRecord, Page, SessionRecord
 from .sessions import SESSION_COLUMNS, check_status, session_from_db
 from .transactions import Runner
-from .validation import check_id, check_limit, check_text, decode_cursor, encode_cursor
+from .validation import (
+    aware_utc,
+    check_id,
+    check_limit,
+    check_text,
+    decode_cursor,
+    encode_cursor,
+)
 
 __all__ = ["MARK_END", "MARK_START", "MessageHit", "SearchHit", "SearchRepository"]
 
@@ -57,7 +64,7 @@ Order = Literal["relevance", "recent"]
 #: What surrounds a matched term in a snippet.
 MARK_START = "«"
 MARK_END = "»"
-TITLE_WEIGHT = 2.0
+TITLE_WEIGHT = 1.0
 _SNIPPET_TOKENS = 16
 _MAX_QUERY = 1024
 
@@ -288,8 +295,8 @@ class SearchRepository:
         if model_id is not None:
             model_id = check_id("model_id", model_id)
         status = check_status(status)
-        if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
-            raise InvalidInput("since must be a timezone-aware datetime")
+        if since is not None:
+            since = aware_utc("since", since)
         kind = f"search-{order}"
         after = None
         if cursor is not None:
@@ -365,7 +372,9 @@ class SearchRepository:
         limit = check_limit(limit)
         if session_id is not None:
             session_id = check_id("session_id", session_id)
-        after = decode_cursor(cursor, "search-messages", float, int) if cursor else None
+        after = None
+        if cursor is not None:
+            after = decode_cursor(cursor, "search-messages", float, int)
         fts_query = self._query(query, mode)
         if fts_query is None:
             return Page((), None)
@@ -395,9 +404,19 @@ class SearchRepository:
 def _run(conn: Connection, sql: str, params: dict[str, Any], mode: Mode) -> Any:
     # On PostgreSQL a failed statement poisons the transaction around it; a
     # savepoint keeps a caller's transaction usable after a bad advanced query.
-    guard = conn.begin_nested() if conn.dialect.name == "postgresql" else nullcontext()
+    postgres = conn.dialect.name == "postgresql"
+    guard = conn.begin_nested() if postgres else nullcontext()
     try:
         with guard:
+            if postgres and mode == "advanced":
+                # Parse the query on its own first: whatever goes wrong there (syntax,
+                # a distance out of range, a query too deep) is the query's fault.
+                try:
+                    conn.execute(_PG_CHECK, params)
+                except DBAPIError as exc:
+                    raise InvalidSearchQuery(
+                        f"the search query is not valid syntax: {_first_line(exc)}"
+                    ) from None
             return conn.execute(text(sql), params).all()
     except DBAPIError as exc:
         reason = _syntax_error(exc)
@@ -409,6 +428,14 @@ def _run(conn: Connection, sql: str, params: dict[str, Any], mode: Mode) -> Any:
         ) from None
 
 
+_PG_CHECK = text("SELECT to_tsquery('sessionstore_search', :query)")
+
+
+def _first_line(exc: DBAPIError) -> str:
+    text_ = str(exc.orig).strip()
+    return text_.splitlines()[0] if text_ else type(exc.orig).__name__
+
+
 def _syntax_error(exc: DBAPIError) -> str | None:
     """The reason, when the database rejected the query text itself."""
     orig = exc.orig
@@ -416,7 +443,10 @@ def _syntax_error(exc: DBAPIError) -> str | None:
     # SQLite says SQLITE_ERROR (not BUSY, FULL, IOERR…) for a MATCH it cannot parse.
     if getattr(orig, "sqlite_errorname", None) == "SQLITE_ERROR":
         return message
-    if getattr(orig, "sqlstate", None) == "42601":  # PostgreSQL syntax_error
+    # PostgreSQL: syntax_error, a data exception (e.g. a NEAR distance out of
+    # range) or a program limit (a query too deeply nested) — all the query's fault.
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    if sqlstate == "42601" or sqlstate.startswith(("22", "54")):
         return message
     return None
 

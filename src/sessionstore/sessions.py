@@ -131,12 +131,17 @@ def session_from_db(row: Any) -> SessionRecord:
     )  # fmt: skip
 
 
+MAX_TIMEOUT = timedelta(days=36_600)  # a century: any deadline stays a valid datetime
+
+
 def check_timeout(name: str, value: object) -> float | None:
     """A timeout override in seconds: a positive timedelta, or None for the default."""
     if value is None:
         return None
-    if not isinstance(value, timedelta) or value <= timedelta(0):
-        raise InvalidInput(f"{name} must be a positive timedelta or None, not {value!r}")
+    if not isinstance(value, timedelta) or not timedelta(0) < value <= MAX_TIMEOUT:
+        raise InvalidInput(
+            f"{name} must be a positive timedelta of at most a century, or None; not {value!r}"
+        )
     return value.total_seconds()
 
 

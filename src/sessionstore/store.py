@@ -252,7 +252,12 @@ class SessionStore:
         session_id: str | None = None,
     ) -> SessionRecord:
         """Recreate a session from :meth:`export` JSON (optionally under a new id)."""
-        return import_session(self._runner, source, session_id=session_id)
+        return import_session(
+            self._runner,
+            source,
+            session_id=session_id,
+            max_content_bytes=self._config.max_content_bytes,
+        )
 
     # --- backups ------------------------------------------------------------------------
 

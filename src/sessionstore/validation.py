@@ -168,3 +168,16 @@ def _cursor_value(item: Any, expected: type, cursor: str) -> Any:
     elif expected is float and isinstance(item, int | float) and math.isfinite(item):
         return float(item)
     raise InvalidCursor(f"malformed cursor: {cursor!r:.80}")
+
+
+def aware_utc(name: str, value: object) -> datetime:
+    """A timezone-aware datetime, in UTC, within the years every backend can store."""
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise InvalidInput(f"{name} must be a timezone-aware datetime, not {value!r}")
+    try:
+        converted = value.astimezone(UTC)
+    except OverflowError:
+        converted = None
+    if converted is None or not 1 < converted.year < 9999:
+        raise InvalidInput(f"{name} is outside the years 2 to 9998: {value!r}")
+    return converted
