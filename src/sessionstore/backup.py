@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -94,6 +95,7 @@ def backup_sqlite_file(
         raise InvalidInput(f"the directory {str(target.parent)!r} for the backup does not exist")
     if target.resolve() == Path(source).resolve():
         raise InvalidInput("the backup cannot overwrite the database it copies")
+    _remove_abandoned(target.parent)
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     try:
         with (
@@ -134,6 +136,7 @@ def restore_sqlite_file(
     if not target_path.parent.is_dir():
         raise InvalidInput(f"the directory {str(target_path.parent)!r} does not exist")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    _remove_abandoned(target_path.parent)
     partial = target_path.with_name(f".{target_path.name}.restoring-{os.getpid()}")
     try:
         shutil.copyfile(backup, partial)
@@ -202,19 +205,26 @@ def restore_postgres(backup: str | os.PathLike[str], url: str) -> RestoreReport:
     return RestoreReport(Path(os.fspath(backup)), ())
 
 
-def _remove_abandoned(target: Path) -> None:
-    """Delete partial copies left beside ``target`` by backups whose process died."""
-    for stale in target.parent.glob(f".{target.name}.partial-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or int(pid) == os.getpid():
+_ABANDONED = re.compile(r"^\..+\.(?:partial|restoring)-(\d+)(?:-journal|-wal|-shm)?$")
+
+
+def _remove_abandoned(directory: Path) -> None:
+    """Delete the temporary copies that backups or restores killed midway left here.
+
+    Only files named the way this module names them, and only those of
+    processes that no longer exist; the copy being written now is never one.
+    """
+    for stale in directory.glob(".*"):
+        found = _ABANDONED.match(stale.name)
+        if found is None or int(found[1]) == os.getpid():
             continue
         try:
-            os.kill(int(pid), 0)
+            os.kill(int(found[1]), 0)
         except ProcessLookupError:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
         except PermissionError:
-            pass  # alive, someone else's
+            pass  # alive, and someone else's
 
 
 def _fsync(path: Path) -> None:

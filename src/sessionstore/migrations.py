@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -123,16 +124,21 @@ def alembic_config() -> Config:
     return cfg
 
 
+@lru_cache(maxsize=1)
+def _scripts() -> ScriptDirectory:
+    """The migration scripts, read once per process: they do not change while it runs."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = _scripts().get_current_head()
     if head is None:
         raise MigrationError("the migration scripts have no head revision")
     return head
 
 
 def _known_revisions() -> set[str]:
-    script = ScriptDirectory.from_config(alembic_config())
-    return {rev.revision for rev in script.walk_revisions()}
+    return {rev.revision for rev in _scripts().walk_revisions()}
 
 
 def database_state(conn: Connection) -> DatabaseState:
@@ -224,7 +230,7 @@ def _legacy_census(conn: Connection) -> _Census:
 
 def _stamp_legacy(conn: Connection) -> None:
     context = MigrationContext.configure(conn)
-    context.stamp(ScriptDirectory.from_config(alembic_config()), LEGACY_BASELINE)
+    context.stamp(_scripts(), LEGACY_BASELINE)
 
 
 def _migrate(
@@ -293,8 +299,7 @@ def _migrate(
 def _revisions_between(start: str | None, end: str | None) -> tuple[str, ...]:
     if start == end or end is None:
         return ()
-    script = ScriptDirectory.from_config(alembic_config())
-    revisions = [rev.revision for rev in script.iterate_revisions(end, start or "base")]
+    revisions = [rev.revision for rev in _scripts().iterate_revisions(end, start or "base")]
     return tuple(reversed(revisions))
 
 

@@ -31,22 +31,24 @@ ranked by the title's own rank.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
-from contextlib import nullcontext
+import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from .errors import InvalidInput, InvalidSearchQuery
 from .messages import message_from_db
-from .prepared import to_db_time
+from .prepared import Prepared, to_db_time
 from .records import MessageRecord, Page, SessionRecord
 from .sessions import SESSION_COLUMNS, check_status, session_from_db
-from .transactions import Runner
+from .transactions import Raw, Runner
 from .validation import (
     aware_utc,
     check_id,
@@ -58,6 +60,7 @@ from .validation import (
 
 __all__ = ["MARK_END", "MARK_START", "MessageHit", "SearchHit", "SearchRepository"]
 
+T = TypeVar("T")
 Mode = Literal["plain", "advanced"]
 Order = Literal["relevance", "recent"]
 
@@ -236,26 +239,28 @@ def _messages_sql(dialect: str, *, session: bool, after: bool) -> str:
 _SNIPPETS = {
     "sqlite": (
         "SELECT rowid, snippet(messages_fts, 0, :start, :end, '…', :tokens)"
-        " FROM messages_fts WHERE messages_fts MATCH :query AND rowid IN :ids"
+        " FROM messages_fts WHERE messages_fts MATCH :query"
+        " AND rowid IN (SELECT value FROM json_each(:ids))"
     ),
     "postgresql": (
         "SELECT m.message_id, ts_headline('sessionstore_search', m.content,"
         " to_tsquery('sessionstore_search', :query),"
         " 'StartSel=" + MARK_START + ", StopSel=" + MARK_END + ", MaxWords=30, MinWords=12,"
-        " MaxFragments=1') FROM messages m WHERE m.message_id IN :ids"
+        " MaxFragments=1') FROM messages m WHERE m.message_id = ANY(:ids)"
     ),
 }
 _TITLE_SNIPPETS = {
     "sqlite": (
         "SELECT s.session_id, highlight(session_titles_fts, 0, :start, :end)"
         " FROM session_titles_fts JOIN sessions s ON s.search_key = session_titles_fts.rowid"
-        " WHERE session_titles_fts MATCH :query AND s.session_id IN :ids"
+        " WHERE session_titles_fts MATCH :query"
+        " AND s.session_id IN (SELECT value FROM json_each(:ids))"
     ),
     "postgresql": (
         "SELECT s.session_id, ts_headline('sessionstore_search', s.title,"
         " to_tsquery('sessionstore_search', :query),"
         " 'StartSel=" + MARK_START + ", StopSel=" + MARK_END + ", HighlightAll=true')"
-        " FROM sessions s WHERE s.session_id IN :ids"
+        " FROM sessions s WHERE s.session_id = ANY(:ids)"
     ),
 }
 
@@ -327,14 +332,14 @@ class SearchRepository:
                 params["after_a"] = to_db_time(after[0], dialect)
             params["after_b"] = after[1]
 
-        def work(conn: Connection) -> Page[SearchHit]:
-            rows = _run(conn, sql, params, mode)
+        def work(fetch: Fetch) -> Page[SearchHit]:
+            rows = fetch(sql, params)
             page = rows[:limit]
             w = _WIDTH  # the session's columns, then message id, sequence, role, rank
             message_ids = [row[w] for row in page if row[w] is not None]
             title_ids = [row[0] for row in page if row[w] is None]
-            snippets = _snippets(conn, _SNIPPETS[dialect], fts_query, message_ids)
-            titles = _snippets(conn, _TITLE_SNIPPETS[dialect], fts_query, title_ids)
+            snippets = _snippets(fetch, _SNIPPETS[dialect], fts_query, message_ids, dialect)
+            titles = _snippets(fetch, _TITLE_SNIPPETS[dialect], fts_query, title_ids, dialect)
             hits = tuple(
                 SearchHit(
                     session=session_from_db(row[:w]),
@@ -357,7 +362,7 @@ class SearchRepository:
                 next_cursor = encode_cursor(kind, key, last.session.session_id)
             return Page(hits, next_cursor)
 
-        return self._runner.read(work)
+        return self._execute(work, mode)
 
     def messages(
         self,
@@ -384,10 +389,11 @@ class SearchRepository:
         if after is not None:
             params["after_a"], params["after_b"] = after
 
-        def work(conn: Connection) -> Page[MessageHit]:
-            rows = _run(conn, sql, params, mode)
+        def work(fetch: Fetch) -> Page[MessageHit]:
+            rows = fetch(sql, params)
             page = rows[:limit]
-            snippets = _snippets(conn, _SNIPPETS[dialect], fts_query, [r[0] for r in page])
+            ids = [row[0] for row in page]
+            snippets = _snippets(fetch, _SNIPPETS[dialect], fts_query, ids, dialect)
             hits = tuple(
                 MessageHit(message_from_db(row[:10]), snippets.get(row[0], ""), float(row[10]))
                 for row in page
@@ -398,17 +404,44 @@ class SearchRepository:
                 next_cursor = encode_cursor("search-messages", last.rank, last.message.message_id)
             return Page(hits, next_cursor)
 
-        return self._runner.read(work)
+        return self._execute(work, mode)
+
+    def _execute(self, work: Callable[[Fetch], T], mode: Mode) -> T:
+        """SQLite: on the hot path's driver connection. PostgreSQL: through SQLAlchemy,
+        inside a savepoint, so a rejected query leaves a caller's transaction usable."""
+        if self._runner.dialect == "sqlite":
+            return self._runner.fast_read(lambda raw: work(partial(_fetch_raw, raw, mode)))
+        return self._runner.read(lambda conn: work(partial(_fetch_postgres, conn, mode)))
 
 
-def _run(conn: Connection, sql: str, params: dict[str, Any], mode: Mode) -> Any:
-    # On PostgreSQL a failed statement poisons the transaction around it; a
-    # savepoint keeps a caller's transaction usable after a bad advanced query.
-    postgres = conn.dialect.name == "postgresql"
-    guard = conn.begin_nested() if postgres else nullcontext()
+Fetch = Callable[[str, dict[str, Any]], Sequence[Any]]
+_PREPARED: dict[str, Prepared] = {}
+
+
+def _fetch_raw(raw: Raw, mode: Mode, sql: str, params: dict[str, Any]) -> Sequence[Any]:
+    prepared = _PREPARED.get(sql)
+    if prepared is None:
+        prepared = _PREPARED[sql] = Prepared(text(sql))
+    try:
+        return raw.all(prepared, params)
+    except sqlite3.Error as exc:
+        # SQLite says SQLITE_ERROR (not BUSY, FULL, IOERR…) for a MATCH it cannot
+        # parse; plain mode only ever sends quoted strings, so there it is a fault.
+        if mode == "advanced" and getattr(exc, "sqlite_errorname", None) == "SQLITE_ERROR":
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "rejected"
+            raise InvalidSearchQuery(f"the search query is not valid syntax: {detail}") from None
+        raise
+
+
+def _fetch_postgres(
+    conn: Connection, mode: Mode, sql: str, params: dict[str, Any]
+) -> Sequence[Any]:
+    # A failed statement poisons the transaction around it; the savepoint keeps
+    # a caller's transaction usable after a bad advanced query.
+    guard = conn.begin_nested()
     try:
         with guard:
-            if postgres and mode == "advanced":
+            if mode == "advanced":
                 # Parse the query on its own first: whatever goes wrong there (syntax,
                 # a distance out of range, a query too deep) is the query's fault.
                 try:
@@ -440,9 +473,6 @@ def _syntax_error(exc: DBAPIError) -> str | None:
     """The reason, when the database rejected the query text itself."""
     orig = exc.orig
     message = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    # SQLite says SQLITE_ERROR (not BUSY, FULL, IOERR…) for a MATCH it cannot parse.
-    if getattr(orig, "sqlite_errorname", None) == "SQLITE_ERROR":
-        return message
     # PostgreSQL: syntax_error, a data exception (e.g. a NEAR distance out of
     # range) or a program limit (a query too deeply nested) — all the query's fault.
     sqlstate = getattr(orig, "sqlstate", None) or ""
@@ -451,15 +481,18 @@ def _syntax_error(exc: DBAPIError) -> str | None:
     return None
 
 
-def _snippets(conn: Connection, sql: str, query: str, ids: Sequence[Any]) -> dict[Any, str]:
+def _snippets(
+    fetch: Fetch, sql: str, query: str, ids: Sequence[Any], dialect: str
+) -> dict[Any, str]:
+    """Snippets for the page's rows only: one statement, the same text for any page."""
     if not ids:
         return {}
-    statement = text(sql).bindparams(bindparam("ids", expanding=True))
     params = {
         "query": query,
-        "ids": list(ids),
+        # SQLite takes the ids as a JSON array (json_each), PostgreSQL as an array.
+        "ids": json.dumps(list(ids)) if dialect == "sqlite" else list(ids),
         "start": MARK_START,
         "end": MARK_END,
         "tokens": _SNIPPET_TOKENS,
     }
-    return {row[0]: row[1] or "" for row in conn.execute(statement, params)}
+    return {row[0]: row[1] or "" for row in fetch(sql, params)}

@@ -22,6 +22,7 @@ import random
 import sqlite3
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -145,6 +146,22 @@ class StoreRunner:
         self._writer = threading.RLock() if self._sqlite and not serialize else None
         self.cache = ConnectionCache(engine, cache if self._sqlite and not serialize else 0)
         self.closed = False
+        if self._writer is not None:
+            _fork_waits_for_writers(self)
+
+    def _before_fork(self) -> None:
+        # A fork in the middle of a write would copy a held lock, and SQLite's
+        # in-process lock state with it, into a child that could then never write.
+        if self._writer is not None:
+            self._writer.acquire()
+
+    def _after_fork_in_parent(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+
+    def _after_fork_in_child(self) -> None:
+        if self._writer is not None:
+            self._writer = threading.RLock()
 
     def close(self) -> None:
         self.closed = True
@@ -304,6 +321,25 @@ class TransactionRunner:
             raise
         except self._driver_errors as exc:
             raise translate(exc, path=self._path) from exc
+
+
+def _fork_waits_for_writers(runner: StoreRunner) -> None:
+    """Make ``fork()`` wait until no thread of this process is writing through ``runner``."""
+    ref = weakref.ref(runner)
+
+    def call(method: str) -> Callable[[], None]:
+        def hook() -> None:
+            target = ref()
+            if target is not None:
+                getattr(target, method)()
+
+        return hook
+
+    os.register_at_fork(
+        before=call("_before_fork"),
+        after_in_parent=call("_after_fork_in_parent"),
+        after_in_child=call("_after_fork_in_child"),
+    )
 
 
 def driver_errors(dialect: Dialect) -> tuple[type[BaseException], ...]:
