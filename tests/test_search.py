@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from sessionstore import InvalidCursor, InvalidInput, InvalidSearchQuery, SessionStore
+from sessionstore import search as search_module
 from sessionstore.search import SearchHit
 
 VOCABULARY = ["kappa", "zeta", "omicron", "lambda", "sigma", "upsilon", "theta", "epsilon"]
@@ -72,9 +73,19 @@ def walk(store: SessionStore, query: str, **options: object) -> Iterator[SearchH
         cursor = page.next_cursor
 
 
+@pytest.fixture(params=["default", "tiny-k"])
+def ranking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run once as shipped and once with the best-messages-first window at its smallest,
+    so the growing of ``k`` and the fallback to the exact query are exercised too."""
+    if request.param == "tiny-k":
+        monkeypatch.setattr(search_module, "_TOP_PER_ROW", 1)
+        monkeypatch.setattr(search_module, "_TOP_GROWTH", 2)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("word", ["kappa", "zeta", "epsilon", "packet"])
 def test_one_best_hit_per_session_matches_brute_force(
-    store: SessionStore, corpus: dict[str, list[tuple[int, str]]], word: str
+    store: SessionStore, corpus: dict[str, list[tuple[int, str]]], word: str, ranking: str
 ) -> None:
     hits = list(walk(store, word))
     expected = brute_force(store, word)
@@ -92,6 +103,29 @@ def test_one_best_hit_per_session_matches_brute_force(
         assert f"«{word}»" in hit.snippet.lower()
     ranks = [h.rank for h in hits]
     assert ranks == sorted(ranks)
+
+
+def test_titles_beside_weak_messages_rank_the_same_with_a_tiny_window(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sessions whose title matches and whose only matching message ranks poorly: a
+    window of the best messages that misses that message must not show the title."""
+    filler = " ".join(FILLER * 30)
+    for n in range(12):
+        sid = store.sessions.create("m", title=f"Session {n}").session_id
+        store.messages.append(sid, "user", "walrus walrus walrus walrus")
+    for n in range(6):
+        sid = store.sessions.create("m", title=f"The walrus file {n}").session_id
+        store.messages.append(sid, "user", f"{filler} walrus {filler}")
+    only_title = store.sessions.create("m", title="walrus notes").session_id
+    store.messages.append(only_title, "user", "nothing to see")
+    monkeypatch.setattr(search_module, "_TOP_PER_ROW", 10**6)
+    exact = [(h.session.session_id, h.message_id) for h in walk(store, "walrus")]
+    monkeypatch.setattr(search_module, "_TOP_PER_ROW", 1)
+    monkeypatch.setattr(search_module, "_TOP_GROWTH", 2)
+    assert [(h.session.session_id, h.message_id) for h in walk(store, "walrus")] == exact
+    assert len(exact) == 19
+    assert (only_title, None) in exact
 
 
 def test_recent_order_and_filters(

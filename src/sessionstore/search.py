@@ -147,26 +147,20 @@ _MESSAGE_COLUMNS = (
     " m.tokens_used, m.duration_seconds, m.metadata, m.client_msg_id"
 )
 
-_HITS = {
+# Title matches, (session_id, rank): a session whose title matches is found even
+# when none of its messages is.
+_TITLE_RANKED = {
     "sqlite": """
-        SELECT m.session_id AS session_id, m.message_id AS message_id,
-               bm25(messages_fts) AS rank
-        FROM messages_fts JOIN messages m ON m.message_id = messages_fts.rowid
-        WHERE messages_fts MATCH :query
-        UNION ALL
-        SELECT s.session_id, NULL, bm25(session_titles_fts) * :title_weight
-        FROM session_titles_fts JOIN sessions s ON s.search_key = session_titles_fts.rowid
-        WHERE session_titles_fts MATCH :query
+        SELECT s.session_id AS session_id, t.rank AS rank
+        FROM (SELECT rowid AS search_key, bm25(session_titles_fts) * :title_weight AS rank
+              FROM session_titles_fts WHERE session_titles_fts MATCH :query) t
+        JOIN sessions s ON s.search_key = t.search_key
     """,
     # ts_rank is a 4-byte real; as double precision its text form round-trips
     # exactly, so a rank carried in a cursor compares equal to itself.
     "postgresql": """
-        SELECT m.session_id AS session_id, m.message_id AS message_id,
-               CAST(-ts_rank(m.search_vector, q.tsq) AS double precision) AS rank
-        FROM messages m, q WHERE m.search_vector @@ q.tsq
-        UNION ALL
-        SELECT s.session_id, NULL,
-               CAST(-ts_rank(s.title_vector, q.tsq) AS double precision) * :title_weight
+        SELECT s.session_id AS session_id,
+               CAST(-ts_rank(s.title_vector, q.tsq) AS double precision) * :title_weight AS rank
         FROM sessions s, q WHERE s.title_vector @@ q.tsq
     """,
 }
@@ -182,8 +176,21 @@ _ORDERS = {
 
 
 def _sessions_sql(
-    dialect: str, order: Order, *, model: bool, status: bool, since: bool, after: bool
+    dialect: str,
+    order: Order,
+    *,
+    model: bool,
+    status: bool,
+    since: bool,
+    after: bool,
+    top: bool = False,
 ) -> str:
+    """One page of sessions; with ``top``, only the ``:k`` best messages count.
+
+    ``top`` also returns, on every row, how many messages were ranked and the
+    rank of the last of them, which :func:`_top_ranked` uses to tell whether the
+    page is exact or ``:k`` must grow.
+    """
     order_by, keyset = _ORDERS[order]
     where = ["b.pick = 1"]
     if model:
@@ -195,14 +202,29 @@ def _sessions_sql(
     if after:
         where.append(keyset)
     prefix = _PG_QUERY + ", " if dialect == "postgresql" else "WITH "
+    messages_limit = " ORDER BY rank, message_id LIMIT :k" if top else ""
+    extra = ""
+    if top:
+        extra = ", (SELECT COUNT(*) FROM ranked), (SELECT MAX(rank) FROM ranked)"
+    titled = "titles t"
+    if top:
+        # Titles are few and cheap: all of them are ranked, and only sessions none of
+        # whose messages match keep theirs (the others are represented by a message,
+        # inside the window of best messages or beyond it).
+        titled = f"titles t WHERE NOT EXISTS ({_MESSAGE_MATCH[dialect]})"
     return (
-        f"{prefix}hits AS ({_HITS[dialect]}),"
+        f"{prefix}ranked AS MATERIALIZED ({_MESSAGE_HITS[dialect]}{messages_limit}),"
+        f" titles AS MATERIALIZED ({_TITLE_RANKED[dialect]}),"
+        f" titled AS (SELECT t.session_id, t.rank FROM {titled}),"
+        " hits AS (SELECT m.session_id AS session_id, r.message_id AS message_id, r.rank AS rank"
+        " FROM ranked r JOIN messages m ON m.message_id = r.message_id"
+        " UNION ALL SELECT session_id, NULL, rank FROM titled),"
         " best AS (SELECT session_id, message_id, rank,"
         # A matching message represents its session; the title only when none does.
         " ROW_NUMBER() OVER (PARTITION BY session_id"
         " ORDER BY CASE WHEN message_id IS NULL THEN 1 ELSE 0 END, rank, message_id) AS pick"
         " FROM hits)"
-        f" SELECT {_SESSION_COLUMNS}, b.message_id, m.sequence_number, m.role, b.rank"
+        f" SELECT {_SESSION_COLUMNS}, b.message_id, m.sequence_number, m.role, b.rank{extra}"
         " FROM best b JOIN sessions s ON s.session_id = b.session_id"
         " LEFT JOIN messages m ON m.message_id = b.message_id"
         f" WHERE {' AND '.join(where)} ORDER BY {order_by} LIMIT :limit"
@@ -263,6 +285,23 @@ _TITLE_SNIPPETS = {
         " FROM sessions s WHERE s.session_id = ANY(:ids)"
     ),
 }
+
+
+# Does session ``t.session_id`` have a matching message? (A title-only hit must not.)
+# On SQLite the IN list is computed once per statement, not once per session.
+_MESSAGE_MATCH = {
+    "sqlite": (
+        "SELECT 1 FROM messages m WHERE m.session_id = t.session_id AND m.message_id IN"
+        " (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :query)"
+    ),
+    "postgresql": (
+        "SELECT 1 FROM messages m, q WHERE m.session_id = t.session_id AND m.search_vector @@ q.tsq"
+    ),
+}
+# The first ``top`` round ranks this many messages per row asked for; each
+# further round eight times as many.
+_TOP_PER_ROW = 16
+_TOP_GROWTH = 8
 
 
 class SearchRepository:
@@ -332,8 +371,24 @@ class SearchRepository:
                 params["after_a"] = to_db_time(after[0], dialect)
             params["after_b"] = after[1]
 
+        top_sql = None
+        if order == "relevance":
+            top_sql = _sessions_sql(
+                dialect,
+                order,
+                model=model_id is not None,
+                status=status is not None,
+                since=since is not None,
+                after=after is not None,
+                top=True,
+            )
+
         def work(fetch: Fetch) -> Page[SearchHit]:
-            rows = fetch(sql, params)
+            rows = None
+            if top_sql is not None:
+                rows = _top_ranked(fetch, top_sql, params, limit, fts_query, dialect)
+            if rows is None:
+                rows = fetch(sql, params)
             page = rows[:limit]
             w = _WIDTH  # the session's columns, then message id, sequence, role, rank
             message_ids = [row[w] for row in page if row[w] is not None]
@@ -479,6 +534,32 @@ def _syntax_error(exc: DBAPIError) -> str | None:
     if sqlstate == "42601" or sqlstate.startswith(("22", "54")):
         return message
     return None
+
+
+def _top_ranked(
+    fetch: Fetch, sql: str, params: dict[str, Any], limit: int, query: str, dialect: str
+) -> Sequence[Any] | None:
+    """The page from the best-ranked messages only, or None where it cannot be told exact.
+
+    Ranking every match and then keeping each session's best costs a sort of all
+    of them: seconds for a word in a third of a million messages. Yet read in rank
+    order, the messages reach each session first through its best one. So a page
+    built from the ``k`` best messages alone is the true page when its last row
+    ranks strictly before the ``k``-th message (nothing outside them can come
+    earlier), or when fewer than ``k`` messages match at all. Otherwise ``k``
+    grows.
+    """
+    k = _TOP_PER_ROW * (limit + 1)
+    w = _WIDTH + 4  # the page's columns end here; the windows' figures follow
+    while True:
+        rows = fetch(sql, {**params, "k": k})
+        if not rows:
+            return None  # all filtered out, or nothing matched: ask the exact query
+        ranked, kth = int(rows[0][w]), rows[0][w + 1]
+        if ranked < k or (len(rows) > limit and kth is not None and rows[limit][w - 1] < kth):
+            break
+        k *= _TOP_GROWTH
+    return [row[:w] for row in rows]
 
 
 def _snippets(
