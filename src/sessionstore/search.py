@@ -349,14 +349,15 @@ class SearchRepository:
         if fts_query is None:
             return Page((), None)
         dialect = self._runner.dialect
-        sql = _sessions_sql(
-            dialect,
-            order,
-            model=model_id is not None,
-            status=status is not None,
-            since=since is not None,
-            after=after is not None,
-        )
+        shape = {
+            "model": model_id is not None,
+            "status": status is not None,
+            "since": since is not None,
+            "after": after is not None,
+        }
+        sql = _sessions_sql(dialect, order, **shape)
+        # By relevance, the page is first sought among the best messages only.
+        top_sql = _sessions_sql(dialect, order, **shape, top=True) if order == "relevance" else None
         params: dict[str, Any] = {
             "query": fts_query,
             "title_weight": TITLE_WEIGHT,
@@ -370,18 +371,6 @@ class SearchRepository:
             if order == "recent":
                 params["after_a"] = to_db_time(after[0], dialect)
             params["after_b"] = after[1]
-
-        top_sql = None
-        if order == "relevance":
-            top_sql = _sessions_sql(
-                dialect,
-                order,
-                model=model_id is not None,
-                status=status is not None,
-                since=since is not None,
-                after=after is not None,
-                top=True,
-            )
 
         def work(fetch: Fetch) -> Page[SearchHit]:
             rows = None
