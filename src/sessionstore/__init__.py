@@ -21,10 +21,12 @@ from .errors import (
     NotFoundError,
     ReadOnlyError,
     SchemaMismatchError,
+    SessionActive,
     SessionArchived,
     SessionExists,
     SessionNotFound,
     SessionStoreError,
+    SnapshotNotFound,
     StorageError,
     StorageFullError,
     StorageIOError,
@@ -32,17 +34,18 @@ from .errors import (
     StoreClosedError,
 )
 from .health import Check, HealthReport, RepairReport
-from .lifecycle import (
+from .migrations import UpgradeReport
+from .records import (
     Expiry,
     LifecycleRecord,
+    MessageRecord,
+    NewMessage,
+    Page,
     PurgeReport,
-    SessionActive,
+    SessionRecord,
     SnapshotInfo,
-    SnapshotNotFound,
     SweepReport,
 )
-from .migrations import UpgradeReport
-from .records import MessageRecord, NewMessage, Page, SessionRecord
 from .search import MessageHit, SearchHit
 from .store import SessionStore, Transaction
 

@@ -29,10 +29,12 @@ __all__ = [
     "NotFoundError",
     "ReadOnlyError",
     "SchemaMismatchError",
+    "SessionActive",
     "SessionArchived",
     "SessionExists",
     "SessionNotFound",
     "SessionStoreError",
+    "SnapshotNotFound",
     "StorageError",
     "StorageFullError",
     "StorageIOError",
@@ -95,6 +97,21 @@ class SessionExists(ConflictError):
 
 class ConstraintViolation(ConflictError):
     """A database constraint rejected the write; nothing was changed."""
+
+
+class SnapshotNotFound(NotFoundError):
+    def __init__(self, snapshot_id: int) -> None:
+        super().__init__(f"no snapshot with id {snapshot_id!r}")
+        self.snapshot_id = snapshot_id
+
+
+class SessionActive(ConflictError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"session {session_id!r} is active; restoring a snapshot over it would lose its "
+            "newer messages. Archive it first, or import the snapshot under another id"
+        )
+        self.session_id = session_id
 
 
 class InvalidStateError(SessionStoreError):

@@ -29,10 +29,9 @@ import json
 import zlib
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -47,10 +46,26 @@ from sqlalchemy import (
     update,
 )
 
-from .errors import ConflictError, InvalidInput, InvalidStateError, NotFoundError, SessionNotFound
+from .errors import (
+    InvalidInput,
+    InvalidStateError,
+    SessionActive,
+    SessionNotFound,
+    SnapshotNotFound,
+)
 from .export import parse_export, recreate, write_session
 from .models import Lease, LifecycleEvent, Session, Snapshot
-from .records import SessionRecord
+from .records import (
+    Expiry,
+    LifecycleRecord,
+    PurgeItem,
+    PurgeReport,
+    Reason,
+    SessionRecord,
+    SnapshotInfo,
+    SweepItem,
+    SweepReport,
+)
 from .scheduler import Scheduler
 from .sessions import SESSION_COLUMNS, check_timeout, dialect_insert, to_session
 from .transactions import Runner
@@ -72,94 +87,9 @@ N = Snapshot.__table__.c
 E = LifecycleEvent.__table__.c
 L = Lease.__table__.c
 
-Reason = Literal["idle", "hard"]
 Progress = Callable[[int, int], None]
 SNAPSHOT_FORMAT = "sessionstore.session+json+zlib"
 _UNSET: Any = object()
-
-
-class SnapshotNotFound(NotFoundError):
-    def __init__(self, snapshot_id: int) -> None:
-        super().__init__(f"no snapshot with id {snapshot_id!r}")
-        self.snapshot_id = snapshot_id
-
-
-class SessionActive(ConflictError):
-    def __init__(self, session_id: str) -> None:
-        super().__init__(
-            f"session {session_id!r} is active; restoring a snapshot over it would lose its "
-            "newer messages. Archive it first, or import the snapshot under another id"
-        )
-        self.session_id = session_id
-
-
-@dataclass(frozen=True, slots=True)
-class Expiry:
-    """A session that has timed out, or will by the horizon asked about."""
-
-    session: SessionRecord
-    reason: Reason
-    deadline: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotInfo:
-    snapshot_id: int
-    session_id: str
-    created_at: datetime
-    reason: str
-    message_count: int
-    #: The snapshot's JSON size, and what it takes compressed.
-    raw_bytes: int
-    stored_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class SweepItem:
-    session_id: str
-    reason: Reason
-    deadline: datetime
-    #: The snapshot taken when it was archived (``None`` in a dry run).
-    snapshot_id: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class SweepReport:
-    now: datetime
-    dry_run: bool
-    archived: tuple[SweepItem, ...]
-    #: Sessions found due that were no longer due (or no longer active) at their turn.
-    skipped: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class PurgeItem:
-    session_id: str
-    snapshot_id: int
-    messages: int
-
-
-@dataclass(frozen=True, slots=True)
-class PurgeReport:
-    now: datetime
-    cutoff: datetime
-    purged: tuple[PurgeItem, ...]
-    #: Space the purged rows occupied: pages returned to SQLite's free list,
-    #: or the rows' size on PostgreSQL.
-    bytes_freed: int
-
-
-@dataclass(frozen=True, slots=True)
-class LifecycleRecord:
-    """One line of the audit trail."""
-
-    event_id: int
-    session_id: str
-    action: str
-    reason: str | None
-    snapshot_id: int | None
-    occurred_at: datetime
-    details: dict[str, Any]
 
 
 class _Compressor:

@@ -11,11 +11,24 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
-__all__ = ["MessageRecord", "NewMessage", "Page", "SessionRecord"]
+__all__ = [
+    "Expiry",
+    "LifecycleRecord",
+    "MessageRecord",
+    "NewMessage",
+    "Page",
+    "PurgeItem",
+    "PurgeReport",
+    "SessionRecord",
+    "SnapshotInfo",
+    "SweepItem",
+    "SweepReport",
+]
 
 T = TypeVar("T")
+Reason = Literal["idle", "hard"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +102,75 @@ class Page(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+# --- the lifecycle's reports (see sessionstore.lifecycle) ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """A session that has timed out, or will by the horizon asked about."""
+
+    session: SessionRecord
+    reason: Reason
+    deadline: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    snapshot_id: int
+    session_id: str
+    created_at: datetime
+    reason: str
+    message_count: int
+    #: The snapshot's JSON size, and what it takes compressed.
+    raw_bytes: int
+    stored_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class SweepItem:
+    session_id: str
+    reason: Reason
+    deadline: datetime
+    #: The snapshot taken when it was archived (``None`` in a dry run).
+    snapshot_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    now: datetime
+    dry_run: bool
+    archived: tuple[SweepItem, ...]
+    #: Sessions found due that were no longer due (or no longer active) at their turn.
+    skipped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeItem:
+    session_id: str
+    snapshot_id: int
+    messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    now: datetime
+    cutoff: datetime
+    purged: tuple[PurgeItem, ...]
+    #: Space the purged rows occupied: pages returned to SQLite's free list,
+    #: or the rows' size on PostgreSQL.
+    bytes_freed: int
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleRecord:
+    """One line of the audit trail."""
+
+    event_id: int
+    session_id: str
+    action: str
+    reason: str | None
+    snapshot_id: int | None
+    occurred_at: datetime
+    details: dict[str, Any]

@@ -1,0 +1,206 @@
+"""Lifecycle commands: sweep, archive, reactivate, purge, snapshots, restore-snapshot."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from ..records import SweepReport
+from ..store import SessionStore
+from .base import db_option, emit_json, json_option, main, opened, table
+
+_SPAN = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_span(text: str) -> timedelta:
+    """``90s``, ``10m``, ``1h30m``, ``30d``, ``2w`` as a timedelta."""
+    text = text.strip().lower()
+    parts = _SPAN.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise click.BadParameter(f"{text!r} is not a duration like 90s, 10m, 1h30m or 30d")
+    try:
+        span = sum((timedelta(**{_UNITS[u]: float(n)}) for n, u in parts), timedelta())
+    except OverflowError:
+        raise click.BadParameter(f"{text!r} is longer than any date can reach") from None
+    if span > timedelta(days=36_600):
+        raise click.BadParameter(f"{text!r} is longer than a century")
+    return span
+
+
+def span_option(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+    """Click callback: a duration option's text as a timedelta."""
+    return None if value is None else parse_span(value)
+
+
+def _bar(label: str) -> Callable[[int, int], None]:
+    """A progress callback drawing a bar on stderr once there is enough work to show."""
+    state: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        if total < 20:
+            return
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = click.progressbar(length=total, label=label, file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+        if done == total:
+            bar.__exit__(None, None, None)
+
+    return update
+
+
+def _sweep_table(report: SweepReport) -> str:
+    rows = [(i.session_id, i.reason, i.deadline, i.snapshot_id) for i in report.archived]
+    return table(("session", "timed out", "deadline", "snapshot"), rows)
+
+
+@main.command()
+@db_option
+@json_option
+@click.option("--dry-run", is_flag=True, help="Report what would be archived; change nothing.")
+@click.option("--every", callback=span_option, help="Keep sweeping at this interval.")
+@click.option(
+    "--purge-after",
+    callback=span_option,
+    help="Also purge sessions archived longer ago than this.",
+)
+def sweep(
+    url: str, as_json: bool, dry_run: bool, every: timedelta | None, purge_after: timedelta | None
+) -> None:
+    """Archive the sessions past their idle or hard timeout (snapshot first)."""
+    with opened(url) as store:
+        if every is not None:
+            if dry_run:
+                raise click.BadParameter("--dry-run sweeps once; drop --every")
+            _sweep_forever(store, every, purge_after)
+            return
+        report = store.lifecycle.sweep(dry_run=dry_run, progress=_bar("archiving"))
+        purged = store.lifecycle.purge(purge_after) if purge_after and not dry_run else None
+    if as_json:
+        emit_json({"sweep": asdict(report), "purge": None if purged is None else asdict(purged)})
+        return
+    verb = "would archive" if dry_run else "archived"
+    click.echo(_sweep_table(report))
+    click.echo(f"\n{verb} {len(report.archived)} session(s)")
+    if purged is not None:
+        click.echo(f"purged {len(purged.purged)} session(s), freed {purged.bytes_freed} bytes")
+
+
+def _sweep_forever(store: SessionStore, every: timedelta, purge_after: timedelta | None) -> None:
+    scheduler = store.lifecycle.start_scheduler(every, purge_after=purge_after)
+    click.echo(f"sweeping every {every} as {scheduler.holder}; Ctrl-C to stop", err=True)
+    seen = 0
+    try:
+        while scheduler.running:
+            time.sleep(0.5)
+            if scheduler.runs != seen and scheduler.last_sweep is not None:
+                seen = scheduler.runs
+                report = scheduler.last_sweep
+                stamp = report.now.strftime("%Y-%m-%d %H:%M:%S")
+                click.echo(f"{stamp}  archived {len(report.archived)}")
+    except KeyboardInterrupt:
+        click.echo("stopping", err=True)
+    finally:
+        scheduler.stop()
+
+
+@main.command()
+@db_option
+@json_option
+@click.argument("session_id")
+@click.option("--reason", default="manual", show_default=True)
+def archive(url: str, as_json: bool, session_id: str, reason: str) -> None:
+    """Snapshot a session and archive it."""
+    with opened(url) as store:
+        snapshot = store.lifecycle.archive(session_id, reason=reason)
+    if as_json:
+        emit_json(asdict(snapshot))
+        return
+    click.echo(
+        f"archived {session_id}: snapshot {snapshot.snapshot_id} "
+        f"({snapshot.message_count} messages, {snapshot.stored_bytes} bytes)"
+    )
+
+
+@main.command()
+@db_option
+@click.argument("session_id")
+def reactivate(url: str, session_id: str) -> None:
+    """Bring an archived session back."""
+    with opened(url) as store:
+        store.lifecycle.reactivate(session_id)
+    click.echo(f"reactivated {session_id}")
+
+
+@main.command("restore-snapshot")
+@db_option
+@json_option
+@click.argument("snapshot_id", type=int)
+def restore_snapshot(url: str, as_json: bool, snapshot_id: int) -> None:
+    """Recreate a purged (or archived) session from one of its snapshots."""
+    with opened(url) as store:
+        session = store.lifecycle.restore(snapshot_id)
+    if as_json:
+        emit_json(asdict(session))
+        return
+    click.echo(f"restored {session.session_id} ({session.message_count} messages)")
+
+
+@main.command()
+@db_option
+@json_option
+@click.option(
+    "--older-than",
+    callback=span_option,
+    required=True,
+    help="Purge sessions archived longer ago than this, e.g. 30d.",
+)
+def purge(url: str, as_json: bool, older_than: timedelta) -> None:
+    """Delete long-archived sessions; their snapshots stay, so they can be restored."""
+    with opened(url) as store:
+        report = store.lifecycle.purge(older_than, progress=_bar("purging"))
+    if as_json:
+        emit_json(asdict(report))
+        return
+    rows = [(p.session_id, p.messages, p.snapshot_id) for p in report.purged]
+    click.echo(table(("session", "messages", "snapshot"), rows))
+    click.echo(f"\npurged {len(report.purged)} session(s), freed {report.bytes_freed} bytes")
+
+
+@main.command()
+@db_option
+@json_option
+@click.argument("session_id")
+def snapshots(url: str, as_json: bool, session_id: str) -> None:
+    """A session's snapshots and lifecycle history."""
+    with opened(url) as store:
+        found = store.lifecycle.snapshots(session_id)
+        events = store.lifecycle.history(session_id)
+    if as_json:
+        emit_json({"snapshots": [asdict(s) for s in found], "history": [asdict(e) for e in events]})
+        return
+    click.echo(
+        table(
+            ("snapshot", "taken", "reason", "messages", "bytes"),
+            [
+                (s.snapshot_id, s.created_at, s.reason, s.message_count, s.stored_bytes)
+                for s in found
+            ],
+        )
+    )
+    click.echo()
+    click.echo(
+        table(
+            ("when", "action", "reason", "snapshot"),
+            [(e.occurred_at, e.action, e.reason, e.snapshot_id) for e in events],
+        )
+    )
