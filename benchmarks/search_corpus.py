@@ -360,12 +360,6 @@ def corpus(
 _W = _search._WIDTH
 
 
-def _expand(sql: str, count: int) -> tuple[str, list[str]]:
-    """The snippet SQL with ``IN :ids`` written out as ``count`` named parameters."""
-    names = [f"id{i}" for i in range(count)]
-    return sql.replace(":ids", "(" + ", ".join(":" + n for n in names) + ")"), names
-
-
 class RawSearch:
     """A hand-written ``sqlite3`` search over the store's file: the same SQL, nothing more."""
 
@@ -379,14 +373,18 @@ class RawSearch:
             "PRAGMA temp_store = MEMORY",
         ):
             self.conn.execute(pragma)
+        shape = {"model": False, "status": False, "since": False}
         self.sessions_sql = {
-            after: _search._sessions_sql(
-                "sqlite", "relevance", model=False, status=False, since=False, after=after
-            )
+            after: _search._sessions_sql("sqlite", "relevance", **shape, after=after)
+            for after in (False, True)
+        }
+        # The same two-step work as the store: the best messages first, widened until
+        # the page is exact (``_top_ranked``), the full window only as a fallback.
+        self.top_sql = {
+            after: _search._sessions_sql("sqlite", "relevance", **shape, after=after, top=True)
             for after in (False, True)
         }
         self.messages_sql = _search._messages_sql("sqlite", session=False, after=False)
-        self._snippet_sql: dict[tuple[str, int], tuple[str, list[str]]] = {}
 
     def close(self) -> None:
         self.conn.close()
@@ -394,15 +392,11 @@ class RawSearch:
     def _snippets(self, which: str, query: str, ids: list[Any]) -> dict[Any, str]:
         if not ids:
             return {}
-        key = (which, len(ids))
-        if key not in self._snippet_sql:
-            self._snippet_sql[key] = _expand(getattr(_search, which)["sqlite"], len(ids))
-        sql, names = self._snippet_sql[key]
-        params: dict[str, Any] = dict(zip(names, ids, strict=True))
-        params.update(
-            query=query, start=_search.MARK_START, end=_search.MARK_END,
-            tokens=_search._SNIPPET_TOKENS,
-        )  # fmt: skip
+        sql = getattr(_search, which)["sqlite"]
+        params: dict[str, Any] = {
+            "ids": json.dumps(ids), "query": query, "start": _search.MARK_START,
+            "end": _search.MARK_END, "tokens": _search._SNIPPET_TOKENS,
+        }  # fmt: skip
         return {row[0]: row[1] or "" for row in self.conn.execute(sql, params)}
 
     def sessions(
@@ -418,7 +412,15 @@ class RawSearch:
         conn = self.conn
         conn.execute("BEGIN")
         try:
-            rows = conn.execute(self.sessions_sql[after is not None], params).fetchall()
+            def fetch(sql: str, values: dict[str, Any]) -> list[Any]:
+                return conn.execute(sql, values).fetchall()
+
+            assert fts_query is not None
+            rows = _search._top_ranked(
+                fetch, self.top_sql[after is not None], params, limit, fts_query, "sqlite"
+            )
+            if rows is None:
+                rows = fetch(self.sessions_sql[after is not None], params)
             page = rows[:limit]
             assert fts_query is not None
             snippets = self._snippets(

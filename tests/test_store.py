@@ -202,3 +202,39 @@ def test_postgresql_uses_pre_ping(postgres_url: str) -> None:
         status = store.pool_status()
         assert status.pool_class == "QueuePool"
         assert "server_version" in status.pragmas
+
+
+def test_driver_errors_are_classified_by_name(tmp_path: Path) -> None:
+    """Each SQLite result code a caller can act on becomes its own typed error."""
+    from sessionstore.errors import (
+        ConstraintViolation,
+        DatabaseCorruptError,
+        NotADatabaseError,
+        ReadOnlyError,
+        StorageFullError,
+        StorageIOError,
+        StoreBusyError,
+        translate,
+    )
+
+    def raised(name: str) -> sqlite3.Error:
+        error = sqlite3.OperationalError("from the driver")
+        error.sqlite_errorname = name  # type: ignore[attr-defined]
+        return error
+
+    expected = {
+        "SQLITE_BUSY": StoreBusyError,
+        "SQLITE_LOCKED_SHAREDCACHE": StoreBusyError,
+        "SQLITE_FULL": StorageFullError,
+        "SQLITE_IOERR_WRITE": StorageIOError,
+        "SQLITE_CORRUPT_INDEX": DatabaseCorruptError,
+        "SQLITE_NOTADB": NotADatabaseError,
+        "SQLITE_READONLY": ReadOnlyError,
+        "SQLITE_CONSTRAINT_UNIQUE": ConstraintViolation,
+    }
+    for name, cls in expected.items():
+        assert type(translate(raised(name), path=str(tmp_path / "x.db"))) is cls, name
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"definitely not sqlite" * 200)
+    with pytest.raises(NotADatabaseError, match="restore-backup"):
+        SessionStore.open(f"sqlite:///{junk}")

@@ -26,6 +26,7 @@ __all__ = [
     "InvalidStateError",
     "MessageNotFound",
     "MigrationError",
+    "NotADatabaseError",
     "NotFoundError",
     "ReadOnlyError",
     "SchemaMismatchError",
@@ -179,6 +180,10 @@ class DatabaseCorruptError(StorageError):
         self.path = path
 
 
+class NotADatabaseError(DatabaseCorruptError):
+    """The file is not a SQLite database at all (its header is wrong, or it is something else)."""
+
+
 # SQLite primary result codes, as names: Python exposes the extended name
 # (``SQLITE_IOERR_WRITE``), the primary code is its prefix.
 _SQLITE_CLASSES: tuple[tuple[str, type[StorageError] | type[ConflictError]], ...] = (
@@ -187,7 +192,7 @@ _SQLITE_CLASSES: tuple[tuple[str, type[StorageError] | type[ConflictError]], ...
     ("SQLITE_FULL", StorageFullError),
     ("SQLITE_IOERR", StorageIOError),
     ("SQLITE_CORRUPT", DatabaseCorruptError),
-    ("SQLITE_NOTADB", DatabaseCorruptError),
+    ("SQLITE_NOTADB", NotADatabaseError),
     ("SQLITE_READONLY", ReadOnlyError),
     ("SQLITE_CANTOPEN", StorageIOError),
     ("SQLITE_CONSTRAINT", ConstraintViolation),
@@ -219,7 +224,9 @@ def _classify(orig: BaseException | None) -> type[SessionStoreError]:
         # Errors raised before a statement runs carry no code; match their text.
         if "locked" in text or "busy" in text:
             return StoreBusyError
-        if "not a database" in text or "malformed" in text:
+        if "not a database" in text:
+            return NotADatabaseError
+        if "malformed" in text:
             return DatabaseCorruptError
         if isinstance(orig, sqlite3.IntegrityError):
             return ConstraintViolation
@@ -254,8 +261,8 @@ def translate(exc: BaseException, *, path: str | None = None) -> SessionStoreErr
         return StoreBusyError(
             "no pooled connection became free in time; raise pool_size or pool_timeout"
         )
-    if cls is DatabaseCorruptError:
-        return DatabaseCorruptError(f"the database is damaged: {detail}", path=path)
+    if issubclass(cls, DatabaseCorruptError):
+        return cls(f"the database is damaged: {detail}", path=path)
     if cls is StoreBusyError:
         return StoreBusyError(
             f"the database stayed busy past the deadline ({detail}); "

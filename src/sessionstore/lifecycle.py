@@ -269,7 +269,12 @@ class Lifecycle:
         return snapshot
 
     def reactivate(self, session_id: str, *, now: datetime | None = None) -> SessionRecord:
-        """Bring an archived session back, messages intact; its idle timer starts again."""
+        """Bring an archived session back, messages intact; its idle timer starts again.
+
+        The hard timeout still counts from creation: a session past it is archived
+        again by the next sweep unless its ``hard_timeout`` is raised first
+        (:meth:`set_timeouts`).
+        """
         session_id = check_id("session_id", session_id)
         now = self._now(now)
 
@@ -297,7 +302,11 @@ class Lifecycle:
         *,
         progress: Progress | None = None,
     ) -> PurgeReport:
-        """Delete sessions archived longer ago than ``older_than``; their snapshots stay."""
+        """Delete sessions archived at least ``older_than`` ago; their snapshots stay.
+
+        Like a timeout, the boundary itself counts: a session archived exactly
+        ``older_than`` before ``now`` is purged.
+        """
         now = self._now(now)
         cutoff = _shift(now, older_than, "older_than", -1)
         ids = self._runner.read(
