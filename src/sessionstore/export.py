@@ -29,10 +29,10 @@ from typing import IO, Any, Literal, Protocol
 from sqlalchemy import Connection, func, insert, select, update
 
 from .errors import InvalidInput, SessionExists, SessionNotFound
-from .messages import MESSAGE_COLUMNS, to_message
+from .messages import MESSAGE_COLUMNS, message_from_db
 from .models import STATUSES, Message, Session, SessionMetadata
 from .records import MessageRecord, SessionRecord
-from .sessions import SESSION_COLUMNS, to_session
+from .sessions import SESSION_COLUMNS, session_from_db
 from .transactions import Runner
 from .validation import (
     aware_utc,
@@ -112,7 +112,7 @@ def write_session(conn: Connection, session_id: str, format: Format, out: Writer
     row = conn.execute(select(*SESSION_COLUMNS).where(S.session_id == session_id)).first()
     if row is None:
         raise SessionNotFound(session_id)
-    session = to_session(row)
+    session = session_from_db(row)
     metadata = dict(
         conn.execute(select(D.key, D.value).where(D.session_id == session_id).order_by(D.key)).all()
     )
@@ -132,7 +132,7 @@ def _stream_messages(conn: Connection, session_id: str) -> Iterator[MessageRecor
         .execution_options(yield_per=_BATCH)
     )
     for row in result:
-        yield to_message(row)
+        yield message_from_db(row)
 
 
 def _write_json(
@@ -274,7 +274,7 @@ def recreate(
         )
         .returning(*SESSION_COLUMNS)
     ).one()
-    return to_session(stored)
+    return session_from_db(stored)
 
 
 def import_session(

@@ -174,20 +174,11 @@ class Health:
     def _search_index(self, conn: Connection) -> Check:
         if not self._sqlite:
             return Check("search_index", True, "generated tsvector column, always in step")
-        missing = scalar(conn, INDEX_MISSING)
-        stale = scalar(conn, INDEX_STALE)
+        missing, stale, mismatch = _index_problems(conn)
+        if mismatch is not None:
+            return Check("search_index", False, f"index differs from the messages: {mismatch}", 1)
         problems = missing + stale
         detail = f"{missing} messages missing from the index, {stale} stale index rows"
-        if problems == 0:
-            try:
-                conn.exec_driver_sql(
-                    "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)"
-                )
-            except Exception as exc:
-                orig = getattr(exc, "orig", exc)
-                if not isinstance(orig, sqlite3.DatabaseError):
-                    raise
-                return Check("search_index", False, f"index differs from the messages: {orig}", 1)
         return Check("search_index", problems == 0, detail, problems)
 
     def _journal(self, conn: Connection) -> Check:
@@ -218,25 +209,31 @@ class Health:
             for session_id in drifted:
                 conn.execute(RECOUNT, {"sid": session_id})
             rebuilt = False
-            if self._sqlite and (scalar(conn, INDEX_MISSING) or scalar(conn, INDEX_STALE)):
+            if self._sqlite and _index_problems(conn) != (0, 0, None):
                 conn.exec_driver_sql("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
                 rebuilt = True
             return RepairReport(moved_messages, moved_metadata, len(drifted), rebuilt)
 
-        report = self._runner.write(work)
-        if self._sqlite and not report.index_rebuilt and not self.check()["search_index"].ok:
-            self._runner.write(
-                lambda conn: conn.exec_driver_sql(
-                    "INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')"
-                )
-            )
-            report = RepairReport(
-                report.orphaned_messages_quarantined,
-                report.orphaned_metadata_quarantined,
-                report.counts_repaired,
-                True,
-            )
-        return report
+        return self._runner.write(work)
+
+
+def _index_problems(conn: Connection) -> tuple[int, int, str | None]:
+    """Messages missing from the FTS5 index, stale index rows, and (when both are
+    zero) what FTS5's own integrity-check against the messages says, if it objects."""
+    missing = scalar(conn, INDEX_MISSING)
+    stale = scalar(conn, INDEX_STALE)
+    if missing or stale:
+        return missing, stale, None
+    try:
+        conn.exec_driver_sql(
+            "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)"
+        )
+    except Exception as exc:
+        orig = getattr(exc, "orig", exc)
+        if not isinstance(orig, sqlite3.DatabaseError):
+            raise
+        return 0, 0, str(orig)
+    return 0, 0, None
 
 
 RECOUNT = text(

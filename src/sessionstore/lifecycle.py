@@ -67,7 +67,7 @@ from .records import (
     SweepReport,
 )
 from .scheduler import Scheduler
-from .sessions import SESSION_COLUMNS, check_timeout, dialect_insert, to_session
+from .sessions import SESSION_COLUMNS, check_timeout, dialect_insert, session_from_db
 from .transactions import Runner
 from .validation import aware_utc, check_id
 
@@ -170,7 +170,7 @@ class Lifecycle:
             .where(S.status == "active", or_(*wide))
             .order_by(S.last_activity, S.session_id)
         )
-        found = (self.due(to_session(row), horizon) for row in rows)
+        found = (self.due(session_from_db(row), horizon) for row in rows)
         return sorted((e for e in found if e is not None), key=lambda e: e.deadline)
 
     def expiring(self, within: timedelta, now: datetime | None = None) -> list[Expiry]:
@@ -200,7 +200,7 @@ class Lifecycle:
             row = conn.execute(stmt.values(**values)).first()
             if row is None:
                 raise SessionNotFound(session_id)
-            return to_session(row)
+            return session_from_db(row)
 
         return self._runner.write(work)
 
@@ -289,7 +289,7 @@ class Lifecycle:
                 .returning(*SESSION_COLUMNS)
             ).one()
             _record(conn, session_id, "reactivate", None, None, now)
-            return to_session(row)
+            return session_from_db(row)
 
         return self._runner.write(work)
 
@@ -558,7 +558,7 @@ def _locked(conn: Connection, session_id: str) -> SessionRecord:
     ).first()
     if row is None:
         raise SessionNotFound(session_id)
-    return to_session(row)
+    return session_from_db(row)
 
 
 def _take_snapshot(conn: Connection, session_id: str, now: datetime, reason: str) -> SnapshotInfo:

@@ -128,13 +128,8 @@ _INSERT_MANY = insert(Message).returning(
 )
 
 
-def to_message(row: Any) -> MessageRecord:
-    """A record from a row read through SQLAlchemy (types already converted)."""
-    return MessageRecord(*row)
-
-
 def message_from_db(row: Any) -> MessageRecord:
-    """A record from a row read through the driver (timestamps as stored)."""
+    """A record from a row of MESSAGE_COLUMNS, read through the driver or SQLAlchemy."""
     return MessageRecord(
         row[0], row[1], row[2], row[3], row[4], from_db_time(row[5]), row[6], row[7], row[8],
         row[9],
@@ -157,7 +152,7 @@ def _append_idempotent(conn: Connection, params: Mapping[str, Any]) -> MessageRe
         raise SessionNotFound(session_id)
     stored = conn.execute(_BY_CLIENT_ID, params).first()
     if stored is not None:
-        return to_message(stored)
+        return message_from_db(stored)
     if lock.status != "active":
         raise SessionArchived(session_id)
     return _appended(conn.execute(_APPEND.statement, params).one(), params)
@@ -256,7 +251,7 @@ class MessageRepository:
                         M.session_id == session_id, M.client_msg_id.in_(client_ids)
                     )
                 )
-                stored = {row.client_msg_id: to_message(row) for row in rows}
+                stored = {row.client_msg_id: message_from_db(row) for row in rows}
             seq = int(lock.last_seq)
             fresh: list[dict[str, Any]] = []
             for item in batch:
@@ -382,7 +377,7 @@ class MessageRepository:
             self._require_writable(conn, message_id)
             row = conn.execute(_EDIT, {"mid": message_id, "content": content}).first()
             assert row is not None
-            return to_message(row)
+            return message_from_db(row)
 
         return self._runner.write(work)
 

@@ -81,7 +81,7 @@ def to_db_time(value: datetime, dialect_name: str) -> Any:
 
 
 def from_db_time(value: Any) -> datetime:
-    """A stored timestamp (SQLite text or a naive UTC datetime) as an aware datetime."""
+    """A stored timestamp (SQLite text, or a naive or aware UTC datetime) as an aware one."""
     if value.__class__ is str:
         # Parsing the offset with the text is several times faster than .replace(tzinfo=...).
         return datetime.fromisoformat(value + "+00:00")

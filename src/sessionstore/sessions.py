@@ -113,17 +113,12 @@ def _span(seconds: float | None) -> timedelta | None:
     return None if seconds is None else timedelta(seconds=seconds)
 
 
-def to_session(row: Any) -> SessionRecord:
-    """A record from a row read through SQLAlchemy (types already converted)."""
-    return SessionRecord(
-        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
-        # SQLite hands back a REAL that happens to be whole as an int.
-        float(row[10]), row[11], _span(row[12]), _span(row[13]), row[14],
-    )  # fmt: skip
-
-
 def session_from_db(row: Any) -> SessionRecord:
-    """A record from a row read through the driver (timestamps as stored)."""
+    """A record from a row of SESSION_COLUMNS, read through the driver or SQLAlchemy.
+
+    Timestamps may come as stored (text, naive UTC) or already converted; the
+    REAL total may come back as an int when it happens to be whole.
+    """
     return SessionRecord(
         row[0], row[1], row[2], row[3], row[4], from_db_time(row[5]), from_db_time(row[6]),
         from_db_time(row[7]), row[8], row[9], float(row[10]), row[11], _span(row[12]),
@@ -288,7 +283,7 @@ class SessionRepository:
             row = conn.execute(_RENAME, {"sid": session_id, "title": title, "now": now}).first()
             if row is None:
                 raise SessionNotFound(session_id)
-            return to_session(row)
+            return session_from_db(row)
 
         return self._runner.write(work)
 
