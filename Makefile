@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-quick clean
 
 $(BIN)/sessionstore: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,24 @@ lint: $(BIN)/sessionstore
 	$(BIN)/ruff format --check src alembic
 	$(BIN)/mypy --strict src
 
+# make bench         the full benchmarks (about N minutes); ends in one table, which
+#                    it also writes into the README's Performance section
+# make bench-quick   small data, short measurements (under a minute), for development
+MODE        ?= full
+BENCH_JSON   = .benchmarks/bench-$(MODE).json
+# What each mode adds to the pytest run and to the report.
+BENCH_PYTEST_quick = --quick
+BENCH_REPORT_full  = --readme README.md
+
 bench: $(BIN)/sessionstore
-	$(BIN)/python -m pytest benchmarks --benchmark-only
+	@case "$(MODE)" in full|quick) ;; *) echo "MODE must be full or quick" >&2; exit 2;; esac
+	@mkdir -p .benchmarks
+	$(BIN)/python -m pytest benchmarks -q --benchmark-only --benchmark-quiet \
+	    --benchmark-json=$(BENCH_JSON) $(BENCH_PYTEST_$(MODE))
+	@$(BIN)/python benchmarks/report.py $(BENCH_JSON) $(BENCH_REPORT_$(MODE))
+
+bench-quick:
+	@$(MAKE) --no-print-directory bench MODE=quick
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,10 +1,16 @@
-"""Benchmark fixtures: seeded database files (built once per run) and the two sides.
+"""Benchmark fixtures and run settings: the mode, the seeded files, the run's facts.
 
-Three files are seeded once per benchmark session, in a temporary directory:
+``--quick`` selects the quick mode (``modes.py``): every data size about a
+tenth, shorter measurements, the raw tuple baseline and the diagnostic
+benchmarks (marked ``full_only``) left out. Either mode's pytest-benchmark
+settings apply unless the same option is given on the command line.
 
-* ``messages.db``: a 20,000-message session (``append_many`` in batches of
-  5,000) and ten 1,000-message sessions interleaved with it, for ``recent``,
-  ``history`` and ``messages.get``;
+Three files are seeded once per benchmark session, in a temporary directory
+(sizes of the full mode; the quick mode's are in ``modes.py``):
+
+* ``messages.db``: a 20,000-message session (``append_many`` in four
+  batches) and ten 1,000-message sessions interleaved with it, for
+  ``recent``, ``history`` and ``messages.get``;
 * ``append.db``: a 100,000-message session (raw ``executemany`` on the
   store's file; the store's triggers fill counts, ``last_seq`` and FTS), that
   the append benchmarks write to, next to fresh empty sessions;
@@ -13,20 +19,26 @@ Three files are seeded once per benchmark session, in a temporary directory:
 
 Every file is created by :meth:`SessionStore.open`, so the raw baseline
 (:class:`baseline.RawStore`) runs on the same schema, indexes and triggers.
-An :class:`Env` holds, on one file, our store and the two raw variants.
+An :class:`Env` holds, on one file, our store and the raw variants.
+
+The JSON that ``--benchmark-json`` writes gets a ``run`` entry (mode, wall
+time, load average at the start and the end, SQLite version), which
+``report.py`` prints above its table.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from modes import scale, select
 from support import (
-    BIG_SESSION_SIZE,
     MODELS,
-    READ_SESSION_SIZE,
-    SESSION_COUNT,
     Env,
     bulk_messages,
     bulk_sessions,
@@ -34,6 +46,57 @@ from support import (
     open_store,
     raw_connection,
 )
+
+_STARTED: dict[str, Any] = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--quick",
+        action="store_true",
+        default=False,
+        help="sessionstore benchmarks: small data, short measurements (about a minute)",
+    )
+
+
+def _given(config: pytest.Config, dest: str) -> bool:
+    """Whether the command line sets this pytest-benchmark option itself."""
+    flag = "--" + dest.replace("_", "-")
+    return any(arg == flag or arg.startswith(flag + "=") for arg in config.invocation_params.args)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    mode = select(bool(config.getoption("--quick", default=False)))
+    # pytest-benchmark reads its options in its own (trylast) pytest_configure, after this.
+    for dest, value in mode.benchmark_options.items():
+        if not _given(config, dest):
+            setattr(config.option, dest, value)
+    config.addinivalue_line("markers", "full_only: a diagnostic benchmark left out of --quick")
+    _STARTED.update(time=time.perf_counter(), load=os.getloadavg())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if scale().name != "quick":
+        return
+    kept = [item for item in items if item.get_closest_marker("full_only") is None]
+    dropped = [item for item in items if item.get_closest_marker("full_only") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def pytest_benchmark_update_json(
+    config: pytest.Config, benchmarks: list[Any], output_json: dict[str, Any]
+) -> None:
+    """Record what the report's heading says about this run."""
+    output_json["run"] = {
+        "mode": scale().name,
+        "wall_seconds": round(time.perf_counter() - _STARTED["time"], 1),
+        "loadavg_start": [round(x, 2) for x in _STARTED["load"]],
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        "cpu_count": os.cpu_count(),
+        "sqlite_version": sqlite3.sqlite_version,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -43,14 +106,15 @@ def bench_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def messages_env(bench_dir: Path) -> Iterator[Env]:
-    """A 20,000-message session among ten 1,000-message ones."""
+    """A long session (20,000 messages) among ten of a twentieth of its size."""
     path = bench_dir / "messages.db"
     texts = make_texts(1024)
-    batch = 5_000
+    size = scale().read_session
+    batch, other_size = size // 4, size // 20
     with open_store(path) as store:
         main = store.sessions.create("gpt-4o", title="the long session").session_id
         others = [store.sessions.create(MODELS[i % len(MODELS)]).session_id for i in range(10)]
-        for first in range(0, READ_SESSION_SIZE, batch):
+        for first in range(0, size, batch):
             store.messages.append_many(
                 main,
                 [
@@ -61,15 +125,15 @@ def messages_env(bench_dir: Path) -> Iterator[Env]:
                 ],
             )
             # Other sessions' rows land between this session's, as in a real file.
-            for other in others[first // batch :: READ_SESSION_SIZE // batch]:
+            for other in others[first // batch :: size // batch]:
                 store.messages.append_many(
                     other,
                     [
                         {"role": role, "content": content, "tokens": tokens}
-                        for role, content, tokens in texts[:1000]
+                        for role, content, tokens in texts[:other_size]
                     ],
                 )
-        assert store.sessions.get(main).message_count == READ_SESSION_SIZE
+        assert store.sessions.get(main).message_count == size
     conn = raw_connection(path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
@@ -81,13 +145,13 @@ def messages_env(bench_dir: Path) -> Iterator[Env]:
 
 @pytest.fixture(scope="session")
 def append_env(bench_dir: Path) -> Iterator[Env]:
-    """A 100,000-message session that appends go to, next to fresh empty sessions."""
+    """A long session (100,000 messages) that appends go to, next to fresh empty sessions."""
     path = bench_dir / "append.db"
     with open_store(path) as store:
-        big = store.sessions.create("gpt-4o", title="the 100,000-message session").session_id
-    bulk_messages(path, big, BIG_SESSION_SIZE)
+        big = store.sessions.create("gpt-4o", title="the long session").session_id
+    bulk_messages(path, big, scale().big_session)
     env = Env.open(path)
-    assert env.ours.sessions.get(big).message_count == BIG_SESSION_SIZE
+    assert env.ours.sessions.get(big).message_count == scale().big_session
     env.ids["big"] = big
     yield env
     env.close()
@@ -95,11 +159,11 @@ def append_env(bench_dir: Path) -> Iterator[Env]:
 
 @pytest.fixture(scope="session")
 def sessions_env(bench_dir: Path) -> Iterator[Env]:
-    """10,000 sessions, newest activity first in ``session_ids``."""
+    """10,000 sessions (full mode), newest activity first in ``session_ids``."""
     path = bench_dir / "sessions.db"
     with open_store(path):
         pass
-    ids = bulk_sessions(path, SESSION_COUNT)
+    ids = bulk_sessions(path, scale().session_count)
     env = Env.open(path)
     env.session_ids = ids
     yield env

@@ -1,292 +1,343 @@
-"""Summarise a pytest-benchmark JSON: ours against the raw baseline, depth ratios, resources.
+"""Turn a pytest-benchmark JSON into one compact table: ours, the baseline, the ratio, a verdict.
 
 Usage::
 
-    .venv/bin/python benchmarks/report.py .benchmarks/bench.json [--strict]
+    .venv/bin/python benchmarks/report.py .benchmarks/bench-full.json [--readme README.md]
 
-Reads the file ``--benchmark-json`` wrote and prints:
+Every benchmark that belongs in the table says so in its ``extra_info``
+(the benchmark modules' labels do this); no list of benchmarks is kept here:
 
-1. per operation: our median, the raw baseline's median with rows as dicts
-   and as bare tuples, both ratios, the target, and pass/fail (judged against
-   the dict baseline, which does the caller's work; the tuple verdict is shown
-   next to it);
-2. depth ratios: an operation at depth against the same operation shallow
-   (ours/ours, and raw/raw for context), against its 1.25x ceiling;
-3. memory per pooled connection, bytes on disk per message (ours vs legacy),
-   and the 10 x 100 threaded append run.
+* ``op``: the operation; the benchmarks that share an ``op`` form one row;
+* ``side``: ``"ours"``, or the raw ``sqlite3`` baseline doing the same work
+  (``"raw"``, or ``"raw_dict"`` whose rows are dicts; ``"raw_tuple"``, bare
+  tuples, is summed up under the table, not judged);
+* ``title``: the row's label; ``target``: a key of :data:`TARGETS`, or None
+  for a figure that is reported, not judged;
+* ``depth_of`` / ``depth_title``: the operation this one is compared with
+  at depth; that gives a second row, ours deep against ours shallow, judged
+  against ``TARGETS["depth"]``;
+* ``value`` / ``baseline_value`` / ``unit``: a figure that is not the
+  median time (bytes, or a time per item), in place of the medians;
+* ``paired_raw_p50_ms`` (on our side): the raw side's median when it was
+  timed interleaved with ours (the search benchmarks do this), preferred to
+  its separate run because both then saw the same machine load.
 
-``--strict`` exits 1 when a judged figure fails its target.
+Hostile searches give one row together: the slowest of them against the
+slowest legitimate search, judged against ``TARGETS["hostile"]``. A
+benchmark is hostile when its ``role`` is ``"hostile"`` (or, without a
+``role``, when its name holds "hostile"); the legitimate side is the
+benchmarks whose ``role`` is ``"legit"``, or else every search of ours.
+
+A missed target is printed as ``MISS``; the exit status is 0 unless the
+report itself fails (no file, no benchmarks, an unreadable README).
+``--readme`` also writes the table into that file, between the lines
+:data:`BEGIN` and :data:`END`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import statistics
 import sys
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-SIDES = ("ours", "raw_dict", "raw_tuple")
-MIB = 1024 * 1024
+#: The targets, in one place: the ceiling on each row's ratio (ours / baseline).
+TARGETS: dict[str, float] = {
+    # ours / raw sqlite3 doing the same work (rows as dicts)
+    "write": 2.0,
+    "read": 2.0,
+    # ours / raw sqlite3 running the library's own search SQL
+    "search": 1.5,
+    # ours deep / ours shallow (append to a long session, a deep page)
+    "depth": 1.25,
+    # the slowest hostile query / the slowest legitimate search
+    "hostile": 1.0,
+}
+#: Absolute ceilings on our median, in seconds, for the rows that have one.
+ABSOLUTE: dict[str, float] = {"search_rare": 0.020}
+#: ``search_rare`` is held to the search ratio as well as to its ceiling.
+RATIO_OF = {"search_rare": "search"}
+
+BASELINE_SIDES = ("raw", "raw_dict")
+BEGIN = "<!-- benchmarks: begin (written by `make bench`) -->"
+END = "<!-- benchmarks: end -->"
+WIDTH = 100
+TITLE_WIDTH = 44
 
 
-def _us(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1e6:,.1f}"
+class ReportError(Exception):
+    """The report cannot be made (a missing or malformed file)."""
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or not b else a / b
+@dataclass
+class Row:
+    title: str
+    ours: float | None
+    baseline: float | None
+    unit: str = "s"
+    target: str | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.ours is None or not self.baseline:
+            return None
+        return self.ours / self.baseline
+
+    def target_text(self) -> str:
+        if self.target is None:
+            return "-"
+        parts = []
+        ratio_key = RATIO_OF.get(self.target, self.target)
+        if ratio_key in TARGETS:
+            parts.append(f"<={TARGETS[ratio_key]:g}x")
+        if self.target in ABSOLUTE:
+            parts.append(f"<={ABSOLUTE[self.target] * 1e3:g}ms")
+        return ",".join(parts)
+
+    def verdict(self) -> str:
+        if self.target is None:
+            return "-"
+        checks = []
+        ratio_key = RATIO_OF.get(self.target, self.target)
+        if ratio_key in TARGETS:
+            checks.append(None if self.ratio is None else self.ratio <= TARGETS[ratio_key])
+        if self.target in ABSOLUTE:
+            checks.append(None if self.ours is None else self.ours <= ABSOLUTE[self.target])
+        if not checks or None in checks:
+            return "?"
+        return "pass" if all(checks) else "MISS"
 
 
-def _fmt_ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
+def _amount(value: float | None, unit: str, like: float | None = None) -> str:
+    """A time in s/ms/us, or bytes in B/KiB/MiB, to three significant digits.
 
-
-def _verdict(value: float | None, target: float | None) -> str:
-    if value is None or target is None:
+    The prefix is chosen for ``like`` when given, so both figures of a row share it.
+    """
+    if value is None:
         return "-"
-    return "pass" if value <= target else "FAIL"
+    steps: list[tuple[float, str]]
+    if unit == "B":
+        steps = [(1024**2, "MiB"), (1024, "KiB"), (1, "B")]
+    else:
+        steps = [(1.0, "s"), (1e-3, "ms"), (1e-6, "us")]
+    pick = abs(like if like is not None else value)
+    size, name = next(((s, n) for s, n in steps if pick >= s), steps[-1])
+    scaled = value / size
+    digits = 0 if abs(scaled) >= 100 else 1 if abs(scaled) >= 10 else 2
+    return f"{scaled:,.{digits}f} {name}"
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    """A plain-text table: first column left-aligned, the others right-aligned."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, rows)])
+# --- reading ------------------------------------------------------------------------
 
 
-def collect(data: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Operations by name (each side's median and labels), and the resource figures by kind."""
-    ops: dict[str, dict[str, Any]] = {}
-    resources: dict[str, dict[str, Any]] = {}
-    for bench in data.get("benchmarks", []):
+def load(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ReportError(f"{path}: no such file (run `make bench` first)") from exc
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{path}: not a pytest-benchmark JSON file ({exc})") from exc
+    if not isinstance(data, dict) or not data.get("benchmarks"):
+        raise ReportError(f"{path}: holds no benchmarks")
+    return data
+
+
+def _role(bench: dict[str, Any]) -> str | None:
+    """``"hostile"``, ``"legit"`` or None: the benchmark's part in the worst-case row."""
+    info = bench.get("extra_info", {})
+    if info.get("role") in ("hostile", "legit"):
+        return str(info["role"])
+    if "hostile" in f"{bench.get('name', '')} {info.get('op', '')}".lower():
+        return "hostile"
+    return None
+
+
+def _worst_case(data: dict[str, Any]) -> tuple[Row | None, list[str]]:
+    """The slowest hostile search against the slowest legitimate one, and which they were."""
+    found: dict[str, dict[str, float]] = {"hostile": {}, "legit": {}, "search": {}}
+    for bench in data["benchmarks"]:
         info = bench.get("extra_info", {})
-        kind = info.get("kind")
-        if kind == "op":
-            entry = ops.setdefault(info["op"], {"info": info, "median": {}, "extra": {}})
-            entry["median"][info["side"]] = bench["stats"]["median"]
-            entry["extra"][info["side"]] = info
-        elif kind is not None:
-            resources[kind] = info
-    return ops, resources
+        if info.get("side", "ours") != "ours":
+            continue
+        role = _role(bench) or ("search" if info.get("kind") == "search" else None)
+        if role is not None:
+            found[role][str(info.get("op") or bench.get("name"))] = bench["stats"]["median"]
+    hostile, legit = found["hostile"], found["legit"] or found["search"]
+    if not hostile:
+        return None, []
+    worst = max(hostile, key=hostile.__getitem__)
+    row = Row("search: worst hostile / worst legitimate", hostile[worst], None, target="hostile")
+    notes = [f"Worst hostile search: {worst} ({_amount(hostile[worst], 's')})."]
+    if legit:
+        legit_worst = max(legit, key=legit.__getitem__)
+        row.baseline = legit[legit_worst]
+        notes.append(f"Worst legitimate search: {legit_worst} ({_amount(row.baseline, 's')}).")
+    return row, [_clip(note, WIDTH) for note in notes]
 
 
-def ratio_table(ops: dict[str, dict[str, Any]]) -> tuple[str, int]:
-    rows, failures = [], 0
-    for name, entry in ops.items():
+def rows(data: dict[str, Any]) -> tuple[list[Row], list[float], list[str]]:
+    """The table's rows (by group, then in the order the benchmarks ran), the
+    ours/raw-tuple ratios, and the lines naming the worst hostile and legitimate searches."""
+    by_op: dict[str, dict[str, Any]] = {}
+    for bench in data["benchmarks"]:
+        info = bench.get("extra_info", {})
+        median = bench["stats"]["median"]
+        if "op" not in info or "side" not in info or _role(bench) is not None:
+            continue
+        entry = by_op.setdefault(info["op"], {"info": info, "median": {}})
+        entry["median"][info["side"]] = info.get("value", median)
+        if info["side"] == "ours":
+            entry["info"] = info
+    table: list[Row] = []
+    tuple_ratios: list[float] = []
+    depth: list[Row] = []
+    for entry in by_op.values():
         info, median = entry["info"], entry["median"]
-        if name == "threads_10x100":
-            continue
-        vs_dict = _ratio(median.get("ours"), median.get("raw_dict"))
-        vs_tuple = _ratio(median.get("ours"), median.get("raw_tuple"))
-        target = info.get("target")
-        verdict = _verdict(vs_dict, target)
-        failures += verdict == "FAIL"
-        rows.append(
-            [
-                info["title"],
-                _us(median.get("ours")),
-                _us(median.get("raw_dict")),
-                _us(median.get("raw_tuple")),
-                _fmt_ratio(vs_dict),
-                _fmt_ratio(vs_tuple),
-                "-" if target is None else f"<= {target:.2f}x",
-                verdict,
-                _verdict(vs_tuple, target),
-            ]
-        )
-    headers = [
-        "operation",
-        "ours us",
-        "raw(dict) us",
-        "raw(tuple) us",
-        "ours/dict",
-        "ours/tuple",
-        "target",
-        "pass (dict)",
-        "pass (tuple)",
+        baseline = info.get("baseline_value")
+        if baseline is None and info.get("paired_raw_p50_ms") is not None:
+            # The raw side timed just before each of our rounds: the same machine load.
+            baseline = info["paired_raw_p50_ms"] / 1e3
+        if baseline is None:
+            baseline = next((median[s] for s in BASELINE_SIDES if s in median), None)
+        ours = median.get("ours")
+        unit = info.get("unit", "s")
+        table.append(Row(info["title"], ours, baseline, unit, info.get("target")))
+        if ours is not None and median.get("raw_tuple"):
+            tuple_ratios.append(ours / median["raw_tuple"])
+        shallow = by_op.get(info.get("depth_of") or "")
+        if shallow is not None and ours is not None:
+            title = info.get("depth_title") or f"depth: {info['title']}"
+            depth.append(Row(title, ours, shallow["median"].get("ours"), unit, "depth"))
+    worst, note = _worst_case(data)
+    if worst is not None:
+        table.append(worst)
+    return sorted(table + depth, key=_group), tuple_ratios, note
+
+
+def _group(row: Row) -> int:
+    """Writes, reads, search, depth, then the figures that are reported, not judged."""
+    key = RATIO_OF.get(row.target or "", row.target)
+    order = ["write", "read", "search", "hostile", "depth"]
+    return order.index(key) if key in order else len(order)
+
+
+# --- writing ------------------------------------------------------------------------
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
+def _larger(a: float | None, b: float | None) -> float | None:
+    return max((x for x in (a, b) if x is not None), default=None)
+
+
+def render(table: list[Row]) -> list[str]:
+    headers = ["operation", "ours", "baseline", "ratio", "target", "verdict"]
+    cells = [
+        [
+            _clip(row.title, TITLE_WIDTH),
+            _amount(row.ours, row.unit, _larger(row.ours, row.baseline)),
+            _amount(row.baseline, row.unit, _larger(row.ours, row.baseline)),
+            "-" if row.ratio is None else f"{row.ratio:.2f}x",
+            row.target_text(),
+            row.verdict(),
+        ]
+        for row in table
     ]
-    return _table(headers, rows), failures
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            v.ljust(w) if i in (0, 5) else v.rjust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        ).rstrip()
+
+    return [line(headers), "  ".join("-" * w for w in widths), *map(line, cells)]
 
 
-def depth_table(ops: dict[str, dict[str, Any]]) -> tuple[str, int]:
-    rows, failures = [], 0
-    for _name, entry in ops.items():
-        info = entry["info"]
-        base_name = info.get("depth_of")
-        if not base_name or base_name not in ops:
-            continue
-        base = ops[base_name]
-        ours = _ratio(entry["median"].get("ours"), base["median"].get("ours"))
-        raw = _ratio(entry["median"].get("raw_dict"), base["median"].get("raw_dict"))
-        target = info.get("depth_target")
-        verdict = _verdict(ours, target)
-        failures += verdict == "FAIL"
-        rows.append(
-            [
-                f"{info['title']}  vs  {base['info']['title']}",
-                _us(base["median"].get("ours")),
-                _us(entry["median"].get("ours")),
-                _fmt_ratio(ours),
-                _fmt_ratio(raw),
-                "-" if target is None else f"<= {target:.2f}x",
-                verdict,
-            ]
-        )
-    headers = [
-        "deep vs shallow",
-        "ours shallow us",
-        "ours deep us",
-        "ours ratio",
-        "raw(dict) ratio",
-        "target",
-        "pass",
-    ]
-    return _table(headers, rows), failures
-
-
-def threads_section(ops: dict[str, dict[str, Any]]) -> tuple[str, int]:
-    entry = ops.get("threads_10x100")
-    if entry is None:
-        return "", 0
-    rows, failures = [], 0
-    for side in ("ours", "raw_dict"):
-        info = entry["extra"].get(side)
-        if info is None:
-            continue
-        ok = info["errors"] == 0 and info["seq_ok"] and set(info["final_counts"]) == {1000}
-        failures += not ok
-        rows.append(
-            [
-                side,
-                f"{entry['median'][side] * 1000:,.1f}",
-                str(info["errors"]),
-                "/".join(str(c) for c in info["final_counts"]),
-                "yes" if info["seq_ok"] else "NO",
-                f"{info['append_p50_ms']:.2f}",
-                f"{info['append_p99_ms']:.1f}",
-                f"{info['append_max_ms']:.1f}",
-                "pass" if ok else "FAIL",
-            ]
-        )
-    headers = [
-        "side",
-        "wall ms (median of 3)",
-        "errors",
-        "final counts",
-        "seq 1..1000",
-        "append p50 ms",
-        "p99 ms",
-        "max ms",
-        "correct",
-    ]
-    ratio = _ratio(entry["median"].get("ours"), entry["median"].get("raw_dict"))
-    text = _table(headers, rows)
-    if ratio is not None:
-        text += f"\nours/raw wall time: {ratio:.2f}x (raw: one sqlite3 connection per thread)"
-    return text, failures
-
-
-def memory_section(info: dict[str, Any]) -> str:
-    def kib(key: str) -> str:
-        return f"{info[key] / 1024:,.0f} KiB"
-
-    lines = [
-        f"pool of {info['pool']} connections, all open at once "
-        f"(SQLite heap via sqlite3_memory_used: {'yes' if info['sqlite_heap_measured'] else 'no'})",
-        _table(
-            ["per connection", "SQLite heap", "RSS", "Python heap (tracemalloc)"],
-            [
-                [
-                    stage,
-                    kib(f"sqlite_heap_{key}_per_conn"),
-                    kib(f"rss_{key}_per_conn"),
-                    kib(f"python_heap_{key}_per_conn"),
-                ]
-                for stage, key in (
-                    ("opened (pragmas set)", "opened"),
-                    ("after a hot query", "hot_query"),
-                    ("page cache filled", "full_cache"),
-                )
-            ],
-        ),
-        f"PRAGMA cache_size = {info['cache_size_pragma']} -> bound "
-        f"{info['cache_bound_bytes_per_conn'] / MIB:.0f} MiB per connection; default pool "
-        f"(pool_size + max_overflow = {info['default_pool_max_connections']}) can hold "
-        f"{info['default_pool_worst_case_cache_bytes'] / MIB:.0f} MiB of page cache "
-        f"(file: {info['db_file_bytes'] / MIB:.0f} MiB)",
-    ]
-    return "\n".join(lines)
-
-
-def disk_section(info: dict[str, Any]) -> str:
-    rows = []
-    for side in ("ours", "legacy"):
-        rows.append(
-            [
-                side,
-                f"{info[f'{side}_file_checkpointed']:,}",
-                f"{info[f'{side}_file_vacuumed']:,}",
-                f"{info[f'{side}_schema_only']:,}",
-                f"{info[f'{side}_bytes_per_message']:,.0f}",
-            ]
-        )
-    text = _table(
-        ["layout", "bytes after checkpoint", "bytes after VACUUM", "schema only", "bytes/message"],
-        rows,
+def heading(data: dict[str, Any]) -> list[str]:
+    """When, how long and under what load the run was made; then on what machine."""
+    run = data.get("run", {})
+    machine = data.get("machine_info", {})
+    cpu = machine.get("cpu", {})
+    when = data.get("datetime", "")
+    with contextlib.suppress(ValueError):
+        when = datetime.fromisoformat(when).strftime("%Y-%m-%d %H:%M UTC")
+    first = [f"{run.get('mode', '?')} mode, {when}"]
+    if "wall_seconds" in run:
+        seconds = run["wall_seconds"]
+        first.append(f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min")
+    load, load_end = run.get("loadavg_start"), run.get("loadavg_end")
+    if load and load_end:
+        first.append(f"load average {load[0]:.1f} at the start, {load_end[0]:.1f} at the end")
+    cores = run.get("cpu_count", cpu.get("count", "?"))
+    second = [f"{cores} cores"]
+    if cpu.get("brand_raw"):
+        second.append(f"{cpu['brand_raw']} {cpu.get('hz_advertised_friendly', '')}".strip())
+    second.append(
+        f"{machine.get('system', '')}; Python {machine.get('python_version', '?')}, "
+        f"SQLite {run.get('sqlite_version', '?')}"
     )
-    ratio = info["ours_bytes_per_message"] / info["legacy_bytes_per_message"]
-    text += (
-        f"\n{info['messages']:,} messages, {info['content_bytes_per_message']:.0f} content bytes"
-        f" each on average; ours/legacy = {ratio:.2f}x"
+    return [_clip(", ".join(first), WIDTH), _clip(", ".join(second), WIDTH)]
+
+
+def report(data: dict[str, Any]) -> list[str]:
+    table, tuple_ratios, worst_notes = rows(data)
+    if not table:
+        raise ReportError("no benchmark carries an `op` and a `side` in its extra_info")
+    lines = [*heading(data), "", *render(table), ""]
+    judged = [row.verdict() for row in table if row.target is not None]
+    lines.append(
+        f"{judged.count('pass')} of {len(judged)} targets met"
+        + (f", {judged.count('MISS')} missed" if "MISS" in judged else "")
+        + (f", {judged.count('?')} without figures" if "?" in judged else "")
+        + "; medians; baseline: raw sqlite3 unless the row names another."
     )
-    for side in ("ours", "legacy"):
-        top = sorted(info[f"{side}_objects"].items(), key=lambda kv: -kv[1])[:6]
-        text += f"\n  {side:6} largest: " + ", ".join(f"{k} {v / MIB:.1f} MiB" for k, v in top)
-    return text
+    lines += worst_notes
+    if tuple_ratios:
+        lines.append(
+            f"Ours / a raw layer returning bare tuples (not judged): "
+            f"{min(tuple_ratios):.2f}x-{max(tuple_ratios):.2f}x, "
+            f"median {statistics.median(tuple_ratios):.2f}x."
+        )
+    return lines
+
+
+def write_readme(path: Path, lines: list[str]) -> None:
+    """Replace what lies between :data:`BEGIN` and :data:`END` in ``path`` with the table."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ReportError(f"{path}: {exc.strerror or exc}") from exc
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise ReportError(f"{path}: needs exactly one {BEGIN!r} line before one {END!r} line")
+    before, rest = text.split(BEGIN, 1)
+    _old, after = rest.split(END, 1)
+    block = "\n".join([BEGIN, "", "```text", *lines, "```", "", END])
+    path.write_text(before + block + after, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json", type=Path, help="the file --benchmark-json wrote")
-    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--readme", type=Path, help="also write the table into this file")
     args = parser.parse_args(argv)
-    data = json.loads(args.json.read_text(encoding="utf-8"))
-    ops, resources = collect(data)
-    machine = data.get("machine_info", {})
-    print(
-        f"# sessionstore benchmarks ({data.get('datetime', '?')}; "
-        f"{machine.get('python_implementation', '')} {machine.get('python_version', '')}, "
-        f"{machine.get('cpu', {}).get('count', '?')} cpus; medians)\n"
-    )
-    failures = 0
-    table, failed = ratio_table(ops)
-    failures += failed
-    print("## ours vs raw sqlite3 (same file, SQL, pragmas, triggers)\n")
-    print(table)
-    table, failed = depth_table(ops)
-    failures += failed
-    print("\n## depth (ours deep / ours shallow)\n")
-    print(table)
-    text, failed = threads_section(ops)
-    failures += failed
-    if text:
-        print("\n## 10 threads x 100 appends to one session, one store\n")
-        print(text)
-    if "memory" in resources:
-        print("\n## memory per pooled connection\n")
-        print(memory_section(resources["memory"]))
-    if "disk" in resources:
-        print("\n## bytes on disk per message (same messages, after checkpoint and VACUUM)\n")
-        print(disk_section(resources["disk"]))
-    print(f"\n{failures} judged figure(s) missed their target.")
-    return 1 if failures and args.strict else 0
+    try:
+        lines = report(load(args.json))
+        print("\n".join(lines))
+        if args.readme is not None:
+            write_readme(args.readme, lines)
+            print(f"(written to {args.readme})")
+    except ReportError as exc:
+        print(f"report.py: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

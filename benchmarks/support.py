@@ -7,8 +7,10 @@ counts, ``last_seq`` and the FTS index are exactly what appends would leave)
 for the 100,000-message session and the 10,000 sessions.
 
 Every benchmark is labelled with :func:`label`: the operation, the side
-(``ours``, ``raw_dict``, ``raw_tuple``), and the targets ``report.py``
-checks. The labels travel in pytest-benchmark's ``extra_info``.
+(``ours``, ``raw_dict``, ``raw_tuple``), the row's title and the name of the
+target ``report.py`` holds it to (the targets themselves live in
+``report.py``). The labels travel in pytest-benchmark's ``extra_info``;
+sizes in the titles follow the run's mode (``modes.py``).
 """
 
 from __future__ import annotations
@@ -22,17 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from baseline import RawStore, store_pragmas, utc_text
+from modes import scale
 
 from sessionstore import SessionStore
 
 __all__ = [
-    "BIG_SESSION_SIZE",
     "MODELS",
-    "OPS",
     "RARE_MODEL",
-    "READ_SESSION_SIZE",
-    "SESSION_COUNT",
-    "SIDES",
     "Env",
     "Op",
     "Texts",
@@ -41,19 +39,14 @@ __all__ = [
     "label",
     "make_texts",
     "open_store",
+    "ops",
     "raw_connection",
 ]
 
-SIDES = ("ours", "raw_dict", "raw_tuple")
 MODELS = ("gpt-4o", "claude-3-5-sonnet", "llama-3.1-70b", "mistral-large")
 #: A model with a handful of sessions among thousands: the selective filter case.
 RARE_MODEL = "rare-model"
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
-
-#: Sizes of the seeded data (what the issue asks for).
-READ_SESSION_SIZE = 20_000
-BIG_SESSION_SIZE = 100_000
-SESSION_COUNT = 10_000
 
 
 @dataclass
@@ -86,36 +79,52 @@ class Env:
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    """One benchmarked operation and what it is held to."""
+    """One benchmarked operation: its row in the report and what it is held to."""
 
     title: str
-    #: ours/raw ceiling (None: reported, not judged).
-    target: float | None
-    #: The operation this one is compared with at depth (ours/ours), and that ceiling.
+    #: The name of its target in ``report.TARGETS`` (None: reported, not judged).
+    target: str | None
+    #: The operation this one is compared with at depth (ours/ours), and that row's title.
     depth_of: str | None = None
-    depth_target: float | None = None
+    depth_title: str | None = None
 
 
-OPS: dict[str, Op] = {
-    "append": Op("append 1 message (empty session)", 2.0),
-    "append_100k": Op("append 1 message (session of 100,000)", 2.0, "append", 1.25),
-    "recent_20k": Op("recent(50), session of 20,000", 2.0),
-    "history_p1": Op("history page 1 (limit 50), session of 20,000", 2.0),
-    "history_10k": Op("history page after seq 10,000 (limit 50)", 2.0, "history_p1", 1.25),
-    "message_get": Op("messages.get(id)", 2.0),
-    "session_get": Op("sessions.get(id), 10,000 sessions", 2.0),
-    "list_p1": Op("sessions.list page 1 (limit 20), 10,000 sessions", 2.0),
-    "list_p200": Op("sessions.list page 200 (limit 20)", 2.0, "list_p1", 1.25),
-    "list_rare_active": Op(
-        "sessions.list(model_id=rare, status=active) page 1", 2.0, "list_p1", None
-    ),
-    "threads_10x100": Op("10 threads x 100 appends, one session (wall)", None),
-}
+def ops() -> dict[str, Op]:
+    """The operations of this run, titled with its sizes."""
+    s = scale()
+    return {
+        "append": Op("append, empty session", "write"),
+        "append_deep": Op(
+            f"append, session of {s.big_session:,}",
+            "write",
+            "append",
+            f"depth: append at {s.big_session:,} / at 0",
+        ),
+        "recent": Op(f"recent(50), session of {s.read_session:,}", "read"),
+        "history_p1": Op("history page 1 (50)", "read"),
+        "history_deep": Op(
+            f"history page after seq {s.history_depth:,}",
+            "read",
+            "history_p1",
+            f"depth: history after {s.history_depth:,} / p. 1",
+        ),
+        "message_get": Op("messages.get(id)", "read"),
+        "session_get": Op(f"sessions.get(id), {s.session_count:,} sessions", "read"),
+        "list_p1": Op(f"sessions.list p. 1 (20 of {s.session_count:,})", "read"),
+        "list_deep": Op(
+            f"sessions.list p. {s.deep_list_page}",
+            "read",
+            "list_p1",
+            f"depth: sessions.list p. {s.deep_list_page} / p. 1",
+        ),
+        "list_rare_active": Op("sessions.list(rare model, active)", "read"),
+        "threads": Op(f"{s.threads} threads x {s.per_thread} appends (wall)", None),
+    }
 
 
 def label(benchmark: Any, op: str, side: str, **extra: Any) -> None:
     """Name the benchmark's group and record what ``report.py`` needs in ``extra_info``."""
-    spec = OPS[op]
+    spec = ops()[op]
     benchmark.group = spec.title
     benchmark.extra_info.update(
         kind="op",
@@ -124,7 +133,7 @@ def label(benchmark: Any, op: str, side: str, **extra: Any) -> None:
         title=spec.title,
         target=spec.target,
         depth_of=spec.depth_of,
-        depth_target=spec.depth_target,
+        depth_title=spec.depth_title,
         **extra,
     )
 

@@ -1,5 +1,7 @@
 """Lifecycle benchmark: one sweep archiving 10,000 idle sessions of 20 messages each.
 
+(1,000 sessions in the quick mode; see ``modes.py``.)
+
 Seeding is bulk (raw ``executemany`` on the store's own file, so the
 triggers fill counts, ``last_seq`` and the FTS index exactly as appends
 would), then one ``UPDATE`` moves every session's ``last_activity`` two
@@ -8,14 +10,15 @@ timeout, and ``sweep(now=...)`` is measured once (``pedantic``, one round):
 each of the 10,000 sessions is locked, snapshotted (export JSON, zlib),
 marked archived and logged, one transaction each.
 
-Reported (printed, and in ``extra_info`` under ``kind="lifecycle_sweep"``):
-the total time, sessions per second, and snapshot bytes per message (the
-sum of ``stored_bytes`` over the messages snapshotted), with the raw JSON
-bytes per message and the compression ratio beside it.
+Reported in ``extra_info`` (``kind="lifecycle_sweep"``): the total time,
+sessions per second, and snapshot bytes per message (the sum of
+``stored_bytes`` over the messages snapshotted), with the raw JSON bytes per
+message and the compression ratio beside it. ``report.py`` shows the time
+per session (``op="sweep"``).
 
-Reproduce::
+Reproduce (``-s`` prints the figures)::
 
-    .venv/bin/pytest benchmarks/test_bench_lifecycle.py --benchmark-only -s
+    .venv/bin/pytest benchmarks/test_bench_lifecycle.py --benchmark-only --quick -s
 """
 
 from __future__ import annotations
@@ -28,18 +31,19 @@ from typing import Any
 
 import pytest
 from baseline import utc_text
+from modes import scale
 from support import EPOCH, MODELS, make_texts, open_store, raw_connection
 
 from sessionstore import SessionStore
 
-SWEEP_SESSIONS = 10_000
+SWEEP_SESSIONS = scale().sweep_sessions
 PER_SESSION = 20
 IDLE = timedelta(hours=1)
 NOW = EPOCH + timedelta(days=1)
 
 
 def seed_idle_sessions(path: Path) -> list[str]:
-    """10,000 sessions of 20 messages by ``executemany``; all idle for two hours at ``NOW``."""
+    """``SWEEP_SESSIONS`` sessions of 20 messages by ``executemany``; idle for 2 h at ``NOW``."""
     with open_store(path):
         pass  # creates the file at the current schema
     texts = make_texts(1024)
@@ -95,9 +99,7 @@ def idle_store(bench_dir: Path) -> Iterator[tuple[SessionStore, list[str]]]:
         store.close()
 
 
-def test_sweep_10k_idle_sessions(
-    benchmark: Any, idle_store: tuple[SessionStore, list[str]]
-) -> None:
+def test_sweep_idle_sessions(benchmark: Any, idle_store: tuple[SessionStore, list[str]]) -> None:
     store, ids = idle_store
     expiring = store.lifecycle.expiring(timedelta(0), now=NOW)
     assert len(expiring) == SWEEP_SESSIONS
@@ -112,7 +114,7 @@ def test_sweep_10k_idle_sessions(
         timing["seconds"] = time.perf_counter() - started
         return report
 
-    benchmark.group = "lifecycle: sweep 10,000 idle sessions x 20 messages"
+    benchmark.group = f"lifecycle: sweep {SWEEP_SESSIONS:,} idle sessions x 20 messages"
     report = benchmark.pedantic(sweep, rounds=1, iterations=1, warmup_rounds=0)
 
     # Correctness first: every session archived once, one snapshot each, all messages in it.
@@ -129,6 +131,12 @@ def test_sweep_10k_idle_sessions(
     seconds = timing["seconds"]
     figures = {
         "kind": "lifecycle_sweep",
+        "op": "sweep",
+        "side": "ours",
+        "title": f"lifecycle sweep, per session (of {SWEEP_SESSIONS:,})",
+        "target": None,
+        "value": seconds / SWEEP_SESSIONS,
+        "unit": "s",
         "sessions": SWEEP_SESSIONS,
         "messages_per_session": PER_SESSION,
         "total_seconds": round(seconds, 3),

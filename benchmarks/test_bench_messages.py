@@ -3,8 +3,10 @@
 Each operation runs three times in the same benchmark session: through the
 store (``ours``) and through :class:`baseline.RawStore` returning dicts
 (``raw_dict``) or bare tuples (``raw_tuple``), on the same file. Appends go
-to a fresh empty session and to the 100,000-message session of
-``append.db``; reads go to the 20,000-message session of ``messages.db``.
+to a fresh empty session and to the long (100,000-message) session of
+``append.db``; reads go to the long (20,000-message) session of
+``messages.db`` (sizes of the full mode; see ``modes.py``). In the quick
+mode the tuple baseline is left out.
 """
 
 from __future__ import annotations
@@ -14,17 +16,20 @@ from itertools import cycle
 from typing import Any
 
 import pytest
-from support import BIG_SESSION_SIZE, READ_SESSION_SIZE, SIDES, Env, Texts, label
+from modes import scale
+from support import Env, Texts, label
 
-HISTORY_DEPTH = 10_000
+SCALE = scale()
+SIDES = SCALE.sides
+HISTORY_DEPTH = SCALE.history_depth
 PAGE = 50
 
 
 @pytest.mark.parametrize("side", SIDES)
-@pytest.mark.parametrize("size", ["empty", "100k"])
+@pytest.mark.parametrize("size", ["empty", "long"])
 def test_append(benchmark: Any, append_env: Env, size: str, side: str) -> None:
-    """One message, one transaction: to an empty session, and to one of 100,000."""
-    label(benchmark, "append" if size == "empty" else "append_100k", side)
+    """One message, one transaction: to an empty session, and to the long one."""
+    label(benchmark, "append" if size == "empty" else "append_deep", side)
     if size == "empty":
         session_id = append_env.ours.sessions.create("gpt-4o").session_id
     else:
@@ -48,14 +53,14 @@ def test_append(benchmark: Any, append_env: Env, size: str, side: str) -> None:
     benchmark(run)
     after = append_env.ours.sessions.get(session_id)
     assert after.message_count == after.last_seq > before
-    if size == "100k":
-        assert after.last_seq > BIG_SESSION_SIZE
+    if size == "long":
+        assert after.last_seq > SCALE.big_session
 
 
 @pytest.mark.parametrize("side", SIDES)
 def test_recent(benchmark: Any, messages_env: Env, side: str) -> None:
-    """The last 50 messages of a 20,000-message session, oldest first."""
-    label(benchmark, "recent_20k", side)
+    """The last 50 messages of the long session, oldest first."""
+    label(benchmark, "recent", side)
     session_id = messages_env.ids["main"]
     if side == "ours":
         result = benchmark(messages_env.ours.messages.recent, session_id, PAGE)
@@ -63,12 +68,12 @@ def test_recent(benchmark: Any, messages_env: Env, side: str) -> None:
     else:
         result = benchmark(messages_env.raw[side].recent, session_id, PAGE)
         sequence = [row["sequence_number"] if side == "raw_dict" else row[2] for row in result]
-    assert sequence == list(range(READ_SESSION_SIZE - PAGE + 1, READ_SESSION_SIZE + 1))
+    assert sequence == list(range(SCALE.read_session - PAGE + 1, SCALE.read_session + 1))
 
 
 @pytest.fixture(scope="module")
 def history_cursor(messages_env: Env) -> str:
-    """Our cursor for the page that starts after sequence 10,000, reached by paging."""
+    """Our cursor for the page that starts after sequence ``HISTORY_DEPTH``, reached by paging."""
     store = messages_env.ours
     session_id = messages_env.ids["main"]
     cursor = None
@@ -83,8 +88,8 @@ def history_cursor(messages_env: Env) -> str:
 def test_history_page(
     benchmark: Any, messages_env: Env, history_cursor: str, depth: int, side: str
 ) -> None:
-    """A keyset page of 50: the first, and the one after sequence 10,000."""
-    label(benchmark, "history_p1" if depth == 0 else "history_10k", side, depth=depth)
+    """A keyset page of 50: the first, and the one after sequence ``HISTORY_DEPTH``."""
+    label(benchmark, "history_p1" if depth == 0 else "history_deep", side, depth=depth)
     session_id = messages_env.ids["main"]
     if side == "ours":
         cursor = None if depth == 0 else history_cursor
@@ -101,9 +106,11 @@ def test_history_page(
 
 @pytest.mark.parametrize("side", SIDES)
 def test_message_get(benchmark: Any, messages_env: Env, side: str) -> None:
-    """One message by id, cycling over 1,000 ids of the long session."""
+    """One message by id, cycling over 1,000 ids of the long session (quick: 1,000 of 2,000)."""
     label(benchmark, "message_get", side)
-    rows = messages_env.raw["raw_tuple"].history(messages_env.ids["main"], limit=1000, after=5000)
+    rows = messages_env.raw["raw_tuple"].history(
+        messages_env.ids["main"], limit=1000, after=SCALE.read_session // 4
+    )
     ids = cycle([row[0] for row in rows[0]])
     get = messages_env.ours.messages.get if side == "ours" else messages_env.raw[side].get_message
     result = benchmark(lambda: get(next(ids)))

@@ -11,15 +11,19 @@ keeps them and their figures land in the JSON's ``extra_info``, where
   read before, after opening, after one hot query on each connection, and
   after each connection has read the whole 100,000-message table, which fills
   its page cache up to the ``PRAGMA cache_size`` bound.
-* Disk: the same 20,000 messages (200 sessions of 100) in our layout (written
+* Disk: the same 20,000 messages (200 sessions of 100; quick: 40) in our layout (written
   through the store) and in the legacy layout (the DDL of revision 0001: its
   standalone FTS table whose triggers copy title and content per message),
   sizes after ``wal_checkpoint(TRUNCATE)`` and after ``VACUUM``, with the
   schema-only size subtracted, plus a per-object breakdown from ``dbstat``.
-* Threads: 10 threads append 100 messages each to one session through one
-  store; wall time, errors (must be 0), the final count (1,000) and the
-  sequence numbers (exactly 1..1,000). The same with the raw baseline, one
+* Threads: 10 threads append 100 messages each (quick: 20) to one session
+  through one store; wall time, errors (must be 0), the final count and the
+  sequence numbers (exactly 1..count). The same with the raw baseline, one
   connection per thread, for comparison.
+
+Each also records a row for ``report.py`` (``op``, ``side``, ``title``, and
+for the figures that are not times ``value`` / ``baseline_value`` in
+``unit``).
 """
 
 from __future__ import annotations
@@ -39,14 +43,16 @@ from typing import Any
 
 import pytest
 from baseline import RECENT_SQL, RawStore, legacy_schema, utc_text
+from modes import scale
 from support import MODELS, Env, Texts, label, make_texts, open_store
 
 from sessionstore import StoreConfig
 
+SCALE = scale()
 POOL = 8
-THREADS = 10
-PER_THREAD = 100
-DISK_SESSIONS = 200
+THREADS = SCALE.threads
+PER_THREAD = SCALE.per_thread
+DISK_SESSIONS = SCALE.disk_sessions
 DISK_PER_SESSION = 100
 
 
@@ -134,6 +140,15 @@ def test_memory_per_pooled_connection(benchmark: Any, append_env: Env) -> None:
 
     benchmark.pedantic(measure, rounds=1, iterations=1)
     benchmark.extra_info.update(kind="memory", pool=POOL, **figures)
+    heap = "sqlite_heap" if figures["sqlite_heap_measured"] else "rss"
+    benchmark.extra_info.update(
+        op="memory",
+        side="ours",
+        title="memory per pooled connection, cache full",
+        target=None,
+        value=figures[f"{heap}_full_cache_per_conn"],
+        unit="B",
+    )
     if sqlite_used is not None:
         # A full cache holds about the bound, never much more.
         assert (
@@ -227,7 +242,7 @@ def _sizes(path: Path) -> dict[str, Any]:
 
 
 def test_disk_bytes_per_message(benchmark: Any, tmp_path: Path) -> None:
-    """The same 20,000 messages, our layout against the legacy one."""
+    """The same messages (20,000; quick: 4,000), our layout against the legacy one."""
     benchmark.group = "resources: bytes on disk per message"
     figures: dict[str, Any] = {}
 
@@ -257,6 +272,15 @@ def test_disk_bytes_per_message(benchmark: Any, tmp_path: Path) -> None:
 
     benchmark.pedantic(measure, rounds=1, iterations=1)
     benchmark.extra_info.update(kind="disk", **figures)
+    benchmark.extra_info.update(
+        op="disk",
+        side="ours",
+        title="bytes on disk per message (vs legacy)",
+        target=None,
+        value=figures["ours_bytes_per_message"],
+        baseline_value=figures["legacy_bytes_per_message"],
+        unit="B",
+    )
     assert figures["messages"] == DISK_SESSIONS * DISK_PER_SESSION
 
 
@@ -271,7 +295,7 @@ def _quantile(values: list[float], q: float) -> float:
 @pytest.mark.parametrize("side", ["ours", "raw_dict"])
 def test_threads_append_one_session(benchmark: Any, bench_dir: Path, side: str) -> None:
     """10 threads x 100 appends to one session: wall time, zero errors, seq 1..1000."""
-    label(benchmark, "threads_10x100", side, threads=THREADS, per_thread=PER_THREAD)
+    label(benchmark, "threads", side, threads=THREADS, per_thread=PER_THREAD)
     path = bench_dir / f"threads-{side}.db"
     store = open_store(path)
     runs: list[dict[str, Any]] = []
@@ -309,7 +333,7 @@ def test_threads_append_one_session(benchmark: Any, bench_dir: Path, side: str) 
         runs.append({"session_id": session_id, "errors": errors, "latencies": latencies})
 
     try:
-        benchmark.pedantic(run, setup=setup, rounds=3, iterations=1)
+        benchmark.pedantic(run, setup=setup, rounds=SCALE.thread_rounds, iterations=1)
         checks = []
         for result in runs:
             record = store.sessions.get(result["session_id"])

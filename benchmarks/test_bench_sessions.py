@@ -1,8 +1,9 @@
 """Session benchmarks: list pages (1 and 200), a selective filter, get; ours against raw.
 
-All on ``sessions.db`` (10,000 sessions). Page 200 of 20 starts after the
-3,980th session, newest activity first; both sides reach it by paging once,
-outside the measurement, and then time only that page.
+All on ``sessions.db`` (10,000 sessions in the full mode, 2,000 in the
+quick one). The deep page (200 of 20, quick: 20) starts after the 3,980th
+session, newest activity first; both sides reach it by paging once, outside
+the measurement, and then time only that page.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from itertools import cycle
 from typing import Any
 
 import pytest
-from support import RARE_MODEL, SESSION_COUNT, SIDES, Env, label
+from modes import scale
+from support import RARE_MODEL, Env, label
 
+SCALE = scale()
+SIDES = SCALE.sides
 PAGE = 20
-DEEP_PAGE = 200
+DEEP_PAGE = SCALE.deep_list_page
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +47,8 @@ def _first_id(side: str, result: Any) -> str:
 def test_list_page(
     benchmark: Any, sessions_env: Env, deep_keys: dict[str, Any], page: int, side: str
 ) -> None:
-    """``sessions.list`` page 1 and page 200 of 20, newest activity first."""
-    label(benchmark, "list_p1" if page == 1 else "list_p200", side, page=page)
+    """``sessions.list`` page 1 and the deep page of 20, newest activity first."""
+    label(benchmark, "list_p1" if page == 1 else "list_deep", side, page=page)
     key = None if page == 1 else deep_keys[side]
     if side == "ours":
         result = benchmark(sessions_env.ours.sessions.list, limit=PAGE, cursor=key)
@@ -53,12 +57,12 @@ def test_list_page(
         result = benchmark(sessions_env.raw[side].list_sessions, limit=PAGE, after=key)
         assert result[1] is not None
     assert _first_id(side, result) == sessions_env.session_ids[(page - 1) * PAGE]
-    assert len(sessions_env.session_ids) == SESSION_COUNT
+    assert len(sessions_env.session_ids) == SCALE.session_count
 
 
 @pytest.mark.parametrize("side", SIDES)
 def test_list_rare_model_active(benchmark: Any, sessions_env: Env, side: str) -> None:
-    """Page 1 of a model with 5 sessions among 10,000, filtered to active ones."""
+    """Page 1 of a model with one session in 2,000, filtered to active ones."""
     label(benchmark, "list_rare_active", side)
     if side == "ours":
         page = benchmark(
@@ -73,12 +77,12 @@ def test_list_rare_model_active(benchmark: Any, sessions_env: Env, side: str) ->
             limit=PAGE,
         )
         found = len(rows)
-    assert found == SESSION_COUNT // 2000
+    assert found == SCALE.session_count // 2000
 
 
 @pytest.mark.parametrize("side", SIDES)
 def test_session_get(benchmark: Any, sessions_env: Env, side: str) -> None:
-    """One session by id, cycling over 1,000 of the 10,000."""
+    """One session by id, cycling over a tenth of them."""
     label(benchmark, "session_get", side)
     ids = cycle(sessions_env.session_ids[::10])
     get = sessions_env.ours.sessions.get if side == "ours" else sessions_env.raw[side].get_session

@@ -32,6 +32,7 @@ from sessionstore import (
     StoreClosedError,
 )
 from sessionstore.models import Message, Session, SessionMetadata
+from sessionstore.validation import cursor_tag
 
 Snapshot = dict[str, list[tuple[Any, ...]]]
 
@@ -269,23 +270,96 @@ def test_malformed_cursors(data: Populated) -> None:
         data.expect(InvalidCursor, lambda c=list_cursor[:cut]: s.list(cursor=c))
 
 
+def tagged(kind: str, bound: tuple[Any, ...], *values: Any) -> str:
+    """A cursor with the right kind and query tag around any values."""
+    return encoded([kind, cursor_tag(kind, bound), *values])
+
+
 def test_history_cursor_with_out_of_range_sequence_number(data: Populated) -> None:
     m = data.store.messages
-    for cursor in (
-        encoded(["history", data.sid, 2**64]),
-        encoded(["history", data.sid, 2**63]),
-        encoded(["history", data.sid, -(2**70)]),
-    ):
+    assert (
+        m.history(data.sid, cursor=tagged("history", (data.sid,), 1)).items[0].sequence_number == 2
+    )
+    for value in (2**64, 2**63, -(2**70), -1, 10**400, 1.5, "1", None, True):
+        cursor = tagged("history", (data.sid,), value)
         data.expect(InvalidCursor, lambda c=cursor: m.history(data.sid, cursor=c))
 
 
 def test_list_cursor_with_out_of_range_timestamp(data: Populated) -> None:
     s = data.store.sessions
-    for cursor in (
-        encoded(["sessions", "0001-01-01T00:00:00+14:00", data.sid]),
-        encoded(["sessions", "9999-12-31T23:59:59-14:00", data.sid]),
-    ):
+    for stamp in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-01-01", 0):
+        cursor = tagged("sessions", (None, None), stamp, data.sid)
         data.expect(InvalidCursor, lambda c=cursor: s.list(cursor=c))
+
+
+def test_cursor_is_bound_to_its_query(data: Populated) -> None:
+    """A cursor pages the query that made it, and is refused by any other."""
+    s, m, search = data.store.sessions, data.store.messages, data.store.search
+    for i in range(3):
+        s.create("gpt-4o", title=f"needle {i}")
+    data.before = snapshot(data.store)
+    by_model = s.list(limit=1, model_id="gpt-4o").next_cursor
+    assert by_model is not None
+    assert s.list(limit=1, model_id="gpt-4o", cursor=by_model).items  # its own query pages on
+    data.expect(InvalidCursor, lambda: s.list(limit=1, model_id="llama", cursor=by_model))
+    data.expect(InvalidCursor, lambda: s.list(limit=1, cursor=by_model))
+    data.expect(InvalidCursor, lambda: s.list(status="active", model_id="gpt-4o", cursor=by_model))
+    # Another session's history.
+    data.expect(InvalidCursor, lambda: m.history(data.other, cursor=data.history_cursor))
+    # Search: other terms, filters, order, mode or session.
+    hits = search.sessions("needle", limit=1)
+    assert hits.next_cursor is not None
+    assert search.sessions("needle", limit=1, cursor=hits.next_cursor).items
+    for call in (
+        lambda c: search.sessions("needles haystack", cursor=c),
+        lambda c: search.sessions("needle", model_id="gpt-4o", cursor=c),
+        lambda c: search.sessions("needle", status="active", cursor=c),
+        lambda c: search.sessions("needle", order="recent", cursor=c),
+        lambda c: search.sessions("needle", mode="advanced", cursor=c),
+        lambda c: search.messages("needle", cursor=c),
+    ):
+        data.expect(InvalidCursor, lambda call=call: call(hits.next_cursor))
+    data.store.messages.append(data.sid, "user", "needle here")
+    data.store.messages.append(data.sid, "user", "needle there")
+    data.before = snapshot(data.store)
+    found = search.messages("needle", limit=1)
+    assert found.next_cursor is not None
+    assert search.messages("needle", limit=1, cursor=found.next_cursor).items
+    data.expect(InvalidCursor, lambda: search.messages("other", cursor=found.next_cursor))
+    data.expect(
+        InvalidCursor,
+        lambda: search.messages("needle", session_id=data.sid, cursor=found.next_cursor),
+    )
+
+
+def test_tampered_cursors(data: Populated) -> None:
+    """Nested brackets, huge numbers, wrong types and huge strings: InvalidCursor, no more."""
+    s, m, search = data.store.sessions, data.store.messages, data.store.search
+    raw_nested = base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).decode()
+    hostile: list[Any] = [
+        raw_nested[:4096],
+        encoded(["history", [[[[[[[[1]]]]]]]], 1]),
+        encoded(["history", {"a": 1}, 1]),
+        tagged("history", (data.sid,), [[[1]]]),
+        tagged("history", (data.sid,), {"a": 1}),
+        tagged("history", (data.sid,), 10**300),
+        base64.urlsafe_b64encode(b'["history","x",1e999]').decode(),
+        base64.urlsafe_b64encode(b'["history","x",NaN]').decode(),
+        base64.urlsafe_b64encode(b'["history", "x", 1]').decode(),
+        base64.urlsafe_b64encode(b'["history","x",1] ').decode(),
+        base64.urlsafe_b64encode(b'["history","x",1,]').decode(),
+        base64.urlsafe_b64encode(b"[]").decode(),
+        "not base64 at all!",
+        "=" * 100,
+        "A" * (1024 * 1024),
+        "\ud800",
+        "\x00",
+    ]
+    for cursor in hostile:
+        data.expect(InvalidCursor, lambda c=cursor: m.history(data.sid, cursor=c))
+        data.expect(InvalidCursor, lambda c=cursor: s.list(cursor=c))
+        data.expect(InvalidCursor, lambda c=cursor: search.sessions("question", cursor=c))
+        data.expect(InvalidCursor, lambda c=cursor: search.messages("question", cursor=c))
 
 
 # --- ids ------------------------------------------------------------------------------------
@@ -402,7 +476,7 @@ def test_session_metadata_that_is_not_text(data: Populated) -> None:
 
 def test_bad_tokens_and_durations(data: Populated) -> None:
     m = data.store.messages
-    for tokens in (-1, -(2**40), 1.0, 2.5, "3", True, 2**63, [1]):
+    for tokens in (-1, -(2**40), 1.0, 2.5, "3", True, 2**40 + 1, 2**63, [1]):
         data.expect(InvalidInput, lambda t=tokens: m.append(data.sid, "user", "x", tokens=t))
         data.expect(
             InvalidInput, lambda t=tokens: m.append_many(data.sid, [NewMessage("user", "x", t)])
@@ -423,6 +497,10 @@ def test_large_token_counts_that_validation_accepts(data: Populated) -> None:
     record = m.append(data.other, "assistant", "a long answer", tokens=2**40)
     assert m.get(record.message_id).tokens == 2**40
     assert data.store.sessions.get(data.other).total_tokens == 2**40
+    m.append(data.other, "assistant", "another", tokens=2**40)
+    total = data.store.sessions.get(data.other).total_tokens
+    assert total == 2**41
+    assert isinstance(total, int)  # an integer sum, never a float that lost digits
 
 
 # --- SQL injection ---------------------------------------------------------------------------

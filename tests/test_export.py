@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,48 @@ def test_stats_totals_and_per_model(store: SessionStore) -> None:
         ("beta", 1, 1),
     ]
     assert stats.last_activity is not None and stats.last_activity.tzinfo is not None
+
+
+def test_export_out_must_be_a_text_file_object(store: SessionStore, tmp_path: Path) -> None:
+    sid = populated(store, 2)
+    for out in ("out.md", tmp_path / "out.md", b"out.md", 5):
+        with pytest.raises(InvalidInput) as caught:
+            store.export(sid, "json", out)  # type: ignore[arg-type]
+        assert "text file object" in str(caught.value)
+    with open(tmp_path / "binary.json", "wb") as binary, pytest.raises(InvalidInput):
+        store.export(sid, "json", binary)  # type: ignore[arg-type]
+    with open(tmp_path / "ascii.md", "w", encoding="ascii") as narrow:
+        with pytest.raises(InvalidInput) as caught:
+            store.export(sid, "markdown", narrow)
+        assert "encoding='utf-8'" in str(caught.value)
+    assert not (tmp_path / "out.md").exists()
+
+
+def test_import_refuses_numbers_past_any_float(store: SessionStore) -> None:
+    doc = json.loads(store.export(populated(store, 1)) or "")
+    for where, key in (("message", "duration"), ("session", "total_duration_seconds")):
+        for value in (10**400, 1e308, -(10**400)):
+            variant = json.loads(json.dumps(doc))
+            target = variant["messages"][0] if where == "message" else variant["session"]
+            target[key] = value
+            with pytest.raises(InvalidInput):
+                store.import_session(variant, session_id="huge")
+            text = json.dumps(variant)  # and as text: 400 digits parse as a Python int
+            with pytest.raises(InvalidInput):
+                store.import_session(text, session_id="huge")
+    assert not store.sessions.exists("huge")
+
+
+def test_markdown_export_of_legacy_values(sqlite_store: SessionStore) -> None:
+    """A legacy REAL column holding text is written as it is, not formatted as a number."""
+    sid = sqlite_store.sessions.create("m").session_id
+    sqlite_store.messages.append(sid, "assistant", "answer", tokens=3, duration=1.5)
+    with sqlite_store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO messages (session_id, sequence_number, role, content, tokens_used,"
+            " duration_seconds) VALUES (?, 2, 'assistant', 'legacy', -4, 'slow')",
+            (sid,),
+        )
+    markdown = sqlite_store.export(sid, "markdown") or ""
+    assert "*3 tokens, 1.50s*" in markdown
+    assert "*-4 tokens, slows*" in markdown

@@ -719,7 +719,10 @@ def test_snapshot_purge_restore_gives_the_session_back_exactly(
             ("purge", None, snap.snapshot_id, purge_at),
             ("restore", None, snap.snapshot_id, purge_at + MS),
         ]  # fmt: skip
-        assert store.lifecycle.history(sid)[1].details == {"messages": before_record.message_count}
+        assert store.lifecycle.history(sid)[1].details == {
+            "messages": before_record.message_count,
+            "last_seq": before_record.last_seq,
+        }
         # The restored session goes on where it left off, without reusing an id.
         clock.now = purge_at + timedelta(seconds=1)
         new = store.messages.append(sid, "user", "after the restore")
@@ -825,7 +828,8 @@ def test_prune_snapshots_keeps_the_newest(backend_url: str, clock: FakeClock) ->
         # The one kept still restores the latest state.
         store.lifecycle.archive(a)
         store.lifecycle.purge(timedelta(0))
-        store.lifecycle.restore(taken[a][-1])
+        newest = store.lifecycle.snapshots(a)[0].snapshot_id
+        store.lifecycle.restore(newest)
         assert store.sessions.get(a).message_count == 3
 
 
@@ -842,7 +846,7 @@ def test_history_records_every_action_in_order(backend_url: str, clock: FakeCloc
         t4 = t3 + timedelta(days=1)
         store.lifecycle.purge(timedelta(hours=1), now=t4)
         t5 = t4 + timedelta(hours=1)
-        store.lifecycle.restore(first.snapshot_id, now=t5)
+        store.lifecycle.restore(swept.snapshot_id, now=t5)
         store.lifecycle.prune_snapshots(keep=1, now=t5 + MS)
 
         trail = store.lifecycle.history(sid)
@@ -851,12 +855,12 @@ def test_history_records_every_action_in_order(backend_url: str, clock: FakeCloc
             ("reactivate", None, None, t2),
             ("archive", "idle timeout", swept.snapshot_id, t3),
             ("purge", None, swept.snapshot_id, t4),
-            ("restore", None, first.snapshot_id, t5),
+            ("restore", None, swept.snapshot_id, t5),
             ("prune_snapshot", "keep 1", first.snapshot_id, t5 + MS),
         ]
         assert [e.event_id for e in trail] == sorted(e.event_id for e in trail)
         assert all(e.session_id == sid for e in trail)
-        # The older snapshot was restored, so the session is as it was at t1: active.
+        # A snapshot holds the session as it was just before its archive: active.
         assert store.sessions.get(sid).status == "active"
 
 

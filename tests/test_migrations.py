@@ -642,6 +642,65 @@ def test_alembic_current_on_a_legacy_file_changes_nothing(tmp_path: Path, damage
     assert backups_of(path) == []
 
 
+def alembic(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SESSIONSTORE_URL"}
+    return subprocess.run(
+        [str(ALEMBIC), "-x", f"url={url}", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_alembic_current_prints_one_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'chat.db'}"
+    SessionStore.open(url).close()
+    done = alembic("current", url=url)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == (f"{head_revision()} (head)\n", "")
+    # On a mistyped path: one FAILED line naming it, and no file created.
+    missing = tmp_path / "typo.db"
+    done = alembic("current", url=f"sqlite:///{missing}")
+    assert done.returncode != 0 and not missing.exists()
+    assert done.stdout.strip().startswith(f"FAILED: no database at {missing}")
+    assert "Traceback" not in done.stderr and done.stdout.count("\n") == 1
+
+
+def test_alembic_downgrade_steps_down_cleanly_and_refuses_what_it_cannot_undo(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'chat.db'}"
+    with SessionStore.open(url) as store:
+        session_id = store.sessions.create("m", title="kept").session_id
+        store.messages.append(session_id, "user", "kept too")
+    revisions = all_revisions()
+    done = alembic("downgrade", "-1", url=url)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    # One line of progress, none of the per-connection chatter.
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"INFO  [alembic.runtime.migration] Running downgrade {revisions[-1]}")
+    assert alembic("current", url=url).stdout.strip() == revisions[-2]
+
+    before = logical_dump(tmp_path / "chat.db")
+    done = alembic("downgrade", "base", url=url)
+    assert done.returncode != 0
+    [line] = done.stdout.strip().splitlines()
+    assert line.startswith("FAILED: refused: downgrading to 'base' would undo 0002_adopt")
+    assert "bak-legacy" in line and line.endswith("nothing was changed")
+    assert "Traceback" not in done.stderr and "Running downgrade" not in done.stderr
+    assert logical_dump(tmp_path / "chat.db") == before
+    assert alembic("current", url=url).stdout.strip() == revisions[-2]
+
+    done = alembic("upgrade", "head", url=url)
+    assert done.returncode == 0, done.stderr
+    with SessionStore.open(url, upgrade=False) as store:
+        assert [m.content for m in store.messages.recent(session_id, 5)] == ["kept too"]
+
+
 # --- the legacy baseline -----------------------------------------------------------------------
 
 

@@ -236,5 +236,5 @@ def test_driver_errors_are_classified_by_name(tmp_path: Path) -> None:
         assert type(translate(raised(name), path=str(tmp_path / "x.db"))) is cls, name
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"definitely not sqlite" * 200)
-    with pytest.raises(NotADatabaseError, match="restore-backup"):
+    with pytest.raises(NotADatabaseError, match="is not a SQLite database"):
         SessionStore.open(f"sqlite:///{junk}")

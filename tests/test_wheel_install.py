@@ -11,7 +11,10 @@ index), and run from a working directory outside the checkout:
   quarantined, every live message kept, every health check green, and the
   migration scripts it ran are the installed ones in site-packages, not the
   checkout's;
-* the installed ``sessionstore upgrade`` console script does the same.
+* the installed ``sessionstore upgrade`` console script does the same;
+* ``alembic -c`` with the ``alembic.ini`` the package ships upgrades a legacy
+  file, says ``current`` in one line, and downgrades one step and back;
+* the LICENSE travels in the wheel's metadata.
 
 One virtualenv serves the whole module. Slow (about half a minute): marked ``slow``.
 """
@@ -129,7 +132,9 @@ def test_the_wheel_carries_the_migration_scripts(installed: Installed) -> None:
         "sessionstore/_alembic/script.py.mako",
         "sessionstore/_alembic/versions/0001_legacy_baseline.py",
         "sessionstore/_alembic/versions/0002_adopt.py",
+        "sessionstore/alembic.ini",
     } <= names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert not any(n.startswith(("tests/", "alembic/")) for n in names)
 
 
@@ -174,3 +179,31 @@ def test_the_installed_console_script_upgrades_a_legacy_file(
     assert report["orphaned_messages_quarantined"] == len(facts.orphan_messages)
     assert report["index_rows_rebuilt"] == len(facts.messages)
     assert Path(report["backup_path"]).is_file()
+
+
+def test_alembic_with_the_shipped_config_works_outside_the_checkout(
+    installed: Installed, tmp_path: Path
+) -> None:
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    facts = _legacy_elsewhere(work)
+    ini = installed.site_packages / "sessionstore" / "alembic.ini"
+    alembic = [str(installed.bin / "alembic"), "-c", str(ini), "-x", f"url=sqlite:///{facts.path}"]
+
+    done = _run([*alembic, "upgrade", "head"], work, 120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list(work.glob("*.bak-legacy-*"))) == 1
+
+    done = _run([*alembic, "current"], work, 60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [line] = done.stdout.splitlines()
+    assert line.endswith("(head)") and done.stderr == ""
+    head = line.split()[0]
+
+    done = _run([*alembic, "downgrade", "-1"], work, 60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = _run([*alembic, "downgrade", "base"], work, 60)
+    assert done.returncode != 0 and done.stdout.startswith("FAILED: refused")
+    done = _run([str(installed.bin / "sessionstore"), "upgrade", "--db", f"sqlite:///{facts.path}"],
+                work, 60)  # fmt: skip
+    assert done.returncode == 0 and head in done.stdout

@@ -166,6 +166,13 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_context().dialect.name != "sqlite":
         return
+    # The stamp is undone either way. Tables that hold rows are a legacy file's
+    # own data: they stay, and the file is a legacy file again (the next upgrade
+    # adopts it, with a backup). Only the empty layout this revision made goes.
+    conn = op.get_bind()
+    for table in ("sessions", "messages", "session_metadata"):
+        if conn.exec_driver_sql(f"SELECT EXISTS (SELECT 1 FROM {table})").scalar():
+            return
     for view in ("session_stats", "recent_sessions"):
         op.execute(f"DROP VIEW IF EXISTS {view}")
     for table in ("sessions_fts", "session_metadata", "messages", "sessions"):

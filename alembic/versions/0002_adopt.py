@@ -42,6 +42,14 @@ down_revision: str | Sequence[str] | None = "0001_legacy_baseline"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# Read by sessionstore's downgrade planner, which refuses before anything changes.
+reversible = False
+irreversible_reason = (
+    "it cannot be undone in place (it quarantined orphans, rebuilt the tables and "
+    "recomputed every count); go back by restoring the copy taken before the upgrade, "
+    "the <database>.bak-legacy-<time> file beside it, with `sessionstore restore-backup`"
+)
+
 ROLES = "('user', 'assistant', 'system', 'tool')"
 SQLITE_NOW = "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
 POSTGRES_NOW = "(now() AT TIME ZONE 'utc')"
@@ -579,7 +587,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise RuntimeError(
-        "0002_adopt cannot be reversed in place: it moved orphans to quarantine and "
-        "recomputed every count. Restore the backup taken before the upgrade instead."
-    )
+    # Never reached from sessionstore or its alembic environment: they read
+    # ``reversible`` and refuse before any revision runs.
+    raise RuntimeError(f"0002_adopt cannot be downgraded: {irreversible_reason}")

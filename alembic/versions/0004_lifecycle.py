@@ -82,7 +82,26 @@ def upgrade() -> None:
     )
 
 
+def downgrade_refusal(connection: sa.Connection) -> str | None:
+    """Read by sessionstore's downgrade planner: what the downgrade would destroy
+    that the older schema cannot hold (a purged session lives only in its snapshots)."""
+    purged = connection.execute(
+        sa.text(
+            "SELECT COUNT(DISTINCT session_id) FROM session_snapshots"
+            " WHERE session_id NOT IN (SELECT session_id FROM sessions)"
+        )
+    ).scalar()
+    if not purged:
+        return None
+    return (
+        f"{purged} purged session(s) that exist only as snapshots; restore them first "
+        "(`sessionstore restore-snapshot`) or keep this revision"
+    )
+
+
 def downgrade() -> None:
+    # Snapshots of sessions that still exist and the audit trail go with their
+    # tables; the sessions and messages themselves stay (archived ones archived).
     op.drop_table("lifecycle_leases")
     op.drop_index("ix_lifecycle_events_session_id_event_id", table_name="lifecycle_events")
     op.drop_table("lifecycle_events")

@@ -2,48 +2,54 @@
 
 A WAL database is three files, and copying ``.db`` alone (or copying while a
 writer commits) gives a torn copy. Backups here go through SQLite's online
-backup API on a dedicated connection, in one step: the copy is the snapshot
-of one read transaction, which in WAL mode neither waits for writers nor
-makes them wait (a stepwise backup would restart every time a writer
-commits, and never finish under load). The copy is written to a temporary
-name beside the destination, checked with ``PRAGMA integrity_check``,
-fsynced, and only then renamed into place: a backup killed midway never
-replaces a good one.
+backup API on a dedicated connection that first opens a read transaction and
+keeps it until the copy is done: every step copies from that one snapshot,
+which in WAL mode neither waits for writers nor makes them wait (without it,
+a stepwise backup restarts each time a writer commits, and under load never
+finishes). The copy is written in a private directory beside the destination
+(see :mod:`sessionstore.files`), switched to a standalone rollback-journal
+file, checked with ``PRAGMA integrity_check``, given the source's permission
+bits, fsynced, and only then put in place: a backup killed midway never
+leaves a partial file at the destination nor replaces a good one. An existing
+file is replaced only when it is a SQLite database and the caller said so.
 
-Restoring moves the damaged file and its ``-wal``/``-shm`` aside (nothing is
-deleted) and puts a verified copy of the backup in its place, the same way.
-
-PostgreSQL has its own route, wrapped here: ``pg_dump --format=custom`` to a
-temporary file, checked with ``pg_restore --list``, renamed into place; and
-``pg_restore --clean`` back.
+Restoring is :mod:`sessionstore.restore`; PostgreSQL's route is
+:mod:`sessionstore.pgdump`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shutil
 import sqlite3
-import subprocess
-import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import DatabaseCorruptError, InvalidInput, StorageError, translate
+from . import files
+from .errors import (
+    DatabaseCorruptError,
+    DatabaseInUse,
+    InvalidInput,
+    SessionStoreError,
+    translate,
+)
 
 __all__ = [
     "BackupReport",
     "RestoreReport",
-    "backup_postgres",
     "backup_sqlite_file",
+    "copy_database",
+    "copy_pages",
     "default_backup_path",
-    "restore_postgres",
-    "restore_sqlite_file",
+    "sqlite_uri",
     "verify_sqlite_file",
 ]
+
+# Result codes the backup API's progress callback reports for a lock it could not take.
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,180 +62,167 @@ class BackupReport:
 @dataclass(frozen=True, slots=True)
 class RestoreReport:
     target: Path
-    #: Where the files that were in the way went (nothing is deleted).
+    #: Copies of what was at the target, kept beside it (nothing is deleted).
     moved_aside: tuple[Path, ...]
+    #: What the target held: ``none``, ``empty``, ``healthy``, ``damaged`` or
+    #: ``not a database``.
+    previous: str = "none"
 
 
 def default_backup_path(path: str | os.PathLike[str], label: str) -> Path:
     """``<file>.bak-<label>-<UTC time>`` beside the database."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     source = Path(path)
-    return source.with_name(f"{source.name}.bak-{label}-{stamp}")
+    return source.with_name(f"{source.name}.bak-{label}-{files.stamp()}")
+
+
+def sqlite_uri(path: Path, mode: str) -> str:
+    """A ``file:`` URI for ``path`` that neither creates it (``ro``/``rw``) nor misreads it."""
+    return "file:" + urllib.parse.quote(os.fspath(path.absolute())) + f"?mode={mode}"
 
 
 def verify_sqlite_file(path: str | os.PathLike[str]) -> None:
     """Raise :class:`DatabaseCorruptError` unless ``path`` is an intact SQLite database."""
-    if not Path(path).is_file():
-        raise InvalidInput(f"no database file at {os.fspath(path)!r}")
-    uri = "file:" + urllib.parse.quote(os.fspath(Path(path).absolute())) + "?mode=ro"
+    checked = files.checked_path(path, "the database file")
+    if not checked.is_file():
+        raise InvalidInput(f"no database file at {str(checked)!r}")
     try:
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+        with contextlib.closing(sqlite3.connect(sqlite_uri(checked, "ro"), uri=True)) as conn:
             result = [row[0] for row in conn.execute("PRAGMA integrity_check")]
     except sqlite3.Error as exc:
-        raise translate(exc, path=os.fspath(path)) from exc
+        raise translate(exc, path=os.fspath(checked)) from exc
     if result != ["ok"]:
         raise DatabaseCorruptError(
-            f"integrity check failed: {'; '.join(result[:5])}", path=os.fspath(path)
+            f"integrity check failed: {'; '.join(result[:5])}", path=os.fspath(checked)
         )
+
+
+def copy_pages(
+    source: sqlite3.Connection,
+    destination: sqlite3.Connection,
+    label: str,
+    *,
+    pages: int | None = None,
+    after_first: Callable[[], None] | None = None,
+    where: str = "the destination",
+) -> None:
+    """SQLite's backup API, ``pages`` at a time, with a :func:`files.step` between steps.
+
+    The destination is written in one write transaction, committed by the last
+    step. ``after_first`` runs once the first step holds the destination's
+    write lock and before anything is committed. A lock that cannot be had
+    within the destination's busy timeout is :class:`DatabaseInUse`, and the
+    destination is left as it was.
+    """
+    first = True
+
+    def progress(status: int, remaining: int, _total: int) -> None:
+        nonlocal first
+        if status & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            raise DatabaseInUse(
+                f"another connection holds the write lock on {where}; nothing was changed. "
+                "Retry when it is idle"
+            )
+        files.step(label)
+        if first:
+            first = False
+            if after_first is not None and remaining > 0:
+                after_first()
+
+    files.step(label)
+    source.backup(destination, pages=pages or files.STEP_PAGES, progress=progress)
+
+
+def copy_database(
+    source: Path,
+    partial: Path,
+    *,
+    mode: int,
+    label: str,
+    busy_timeout: float = 10.0,
+    read_only: bool = False,
+) -> None:
+    """Copy ``source`` into the new file ``partial`` (in a private directory): one snapshot,
+    a standalone rollback-journal file with permission bits ``mode``."""
+    try:
+        with (
+            contextlib.closing(
+                sqlite3.connect(
+                    sqlite_uri(source, "ro" if read_only else "rw"),
+                    uri=True,
+                    timeout=busy_timeout,
+                    isolation_level=None,
+                )
+            ) as src,
+            contextlib.closing(sqlite3.connect(partial, isolation_level=None)) as dst,
+        ):
+            os.chmod(partial, mode)
+            # One read transaction for every step: one snapshot, never restarted by writers.
+            src.execute("BEGIN")
+            src.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            copy_pages(src, dst, label)
+            src.execute("COMMIT")
+            files.step(label)
+            # The copy is a standalone file: no WAL beside it to lose.
+            dst.execute("PRAGMA journal_mode = DELETE")
+    except SessionStoreError:
+        raise
+    except sqlite3.Error as exc:
+        raise translate(exc, path=os.fspath(source)) from exc
+    except OSError as exc:
+        raise files.os_error(exc, f"copy {str(source)!r}") from exc
 
 
 def backup_sqlite_file(
     source: str | os.PathLike[str],
     destination: str | os.PathLike[str],
     *,
+    overwrite: bool = False,
     busy_timeout: float = 10.0,
 ) -> Path:
-    """Copy the database at ``source`` to ``destination`` consistently and atomically."""
-    target = Path(destination).absolute()
-    if not target.parent.is_dir():
-        raise InvalidInput(f"the directory {str(target.parent)!r} for the backup does not exist")
-    if target.resolve() == Path(source).resolve():
-        raise InvalidInput("the backup cannot overwrite the database it copies")
-    _remove_abandoned(target.parent)
-    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    try:
-        with (
-            contextlib.closing(sqlite3.connect(os.fspath(source), timeout=busy_timeout)) as src,
-            contextlib.closing(sqlite3.connect(partial)) as dst,
-        ):
-            src.backup(dst)
-            # The copy is a standalone file: no WAL beside it to lose.
-            dst.execute("PRAGMA journal_mode = DELETE")
+    """Copy the database at ``source`` to ``destination`` consistently and atomically.
+
+    ``destination`` must not exist, unless it is a SQLite database and
+    ``overwrite`` is true; a symbolic link there is never followed.
+    """
+    source_path = files.checked_path(source, "the database")
+    target = files.checked_path(destination, "the backup path")
+    files.check_directory(target, "the backup")
+    _refuse_own_files(source_path, target)
+    replacing = files.check_destination(
+        target, overwrite=overwrite, magic=files.SQLITE_MAGIC, kind="SQLite database"
+    )
+    for suffix in ("-wal", "-journal"):
+        # SQLite would replay (or roll back) it into the new file, whoever wrote it.
+        if files.lstat(Path(f"{target}{suffix}")) is not None:
+            raise InvalidInput(
+                f"there is a {suffix[1:]} file at {target}{suffix}: the database there is "
+                "open or was not closed cleanly, and SQLite would apply it to the new copy. "
+                "Choose another path"
+            )
+    mode = files.mode_of(source_path)
+    with files.private_directory(target.parent) as work:
+        partial = work / "backup.db"
+        copy_database(source_path, partial, mode=mode, label="backup", busy_timeout=busy_timeout)
+        files.step("backup:verify")
         try:
             verify_sqlite_file(partial)
         except DatabaseCorruptError as exc:
             # The copy is as damaged as what it copied: name the database, not the copy.
             detail = str(exc).split(" (file:")[0]
-            raise DatabaseCorruptError(detail, path=os.fspath(source)) from None
-        _fsync(partial)
-        os.replace(partial, target)
-        _fsync(target.parent)
-    except sqlite3.Error as exc:
-        raise translate(exc, path=os.fspath(source)) from exc
-    except OSError as exc:
-        raise StorageError(f"could not write the backup {str(target)!r}: {exc}") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
+            raise DatabaseCorruptError(detail, path=os.fspath(source_path)) from None
+        files.fsync_file(partial)
+        files.place(partial, target, overwrite=replacing)
     return target
 
 
-def restore_sqlite_file(
-    backup: str | os.PathLike[str], target: str | os.PathLike[str]
-) -> RestoreReport:
-    """Put a verified copy of ``backup`` at ``target``; what was there is moved aside.
-
-    No store may have ``target`` open meanwhile: close it first.
-    """
-    verify_sqlite_file(backup)
-    target_path = Path(target).absolute()
-    if not target_path.parent.is_dir():
-        raise InvalidInput(f"the directory {str(target_path.parent)!r} does not exist")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    _remove_abandoned(target_path.parent)
-    partial = target_path.with_name(f".{target_path.name}.restoring-{os.getpid()}")
-    try:
-        shutil.copyfile(backup, partial)
-        _fsync(partial)
-        verify_sqlite_file(partial)
-        moved = []
-        for suffix in ("", "-wal", "-shm"):
-            present = Path(f"{target_path}{suffix}")
-            if present.exists():
-                aside = Path(f"{target_path}.damaged-{stamp}{suffix}")
-                os.replace(present, aside)
-                moved.append(aside)
-        os.replace(partial, target_path)
-        _fsync(target_path.parent)
-    except OSError as exc:
-        raise StorageError(f"could not restore {str(target_path)!r}: {exc}") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
-    return RestoreReport(target_path, tuple(moved))
-
-
-def _pg_tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
-            return str(candidate)
-        raise StorageError(f"{name} was not found: install the PostgreSQL client tools")
-    return found
-
-
-def _pg_run(command: list[str]) -> None:
-    try:
-        subprocess.run(command, check=True, capture_output=True, text=True)
-    except subprocess.CalledProcessError as exc:
-        detail = (exc.stderr or exc.stdout or "").strip().splitlines()
-        raise StorageError(
-            f"{Path(command[0]).name} failed: {detail[-1] if detail else exc}"
-        ) from exc
-
-
-def backup_postgres(url: str, destination: str | os.PathLike[str]) -> BackupReport:
-    """``pg_dump`` the database at ``url`` (a libpq URL) into ``destination``, atomically."""
-    started = time.monotonic()
-    target = Path(destination).absolute()
-    if not target.parent.is_dir():
-        raise InvalidInput(f"the directory {str(target.parent)!r} for the backup does not exist")
-    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    try:
-        _pg_run([_pg_tool("pg_dump"), "--format=custom", f"--file={partial}", url])
-        _pg_run([_pg_tool("pg_restore"), "--list", str(partial)])
-        _fsync(partial)
-        os.replace(partial, target)
-        _fsync(target.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
-    return BackupReport(target, target.stat().st_size, time.monotonic() - started)
-
-
-def restore_postgres(backup: str | os.PathLike[str], url: str) -> RestoreReport:
-    """``pg_restore --clean`` a ``pg_dump`` custom-format file into the database at ``url``."""
-    _pg_run([_pg_tool("pg_restore"), "--list", os.fspath(backup)])
-    _pg_run([_pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner",
-             "--single-transaction", f"--dbname={url}", os.fspath(backup)])  # fmt: skip
-    return RestoreReport(Path(os.fspath(backup)), ())
-
-
-_ABANDONED = re.compile(r"^\..+\.(?:partial|restoring)-(\d+)(?:-journal|-wal|-shm)?$")
-
-
-def _remove_abandoned(directory: Path) -> None:
-    """Delete the temporary copies that backups or restores killed midway left here.
-
-    Only files named the way this module names them, and only those of
-    processes that no longer exist; the copy being written now is never one.
-    """
-    for stale in directory.glob(".*"):
-        found = _ABANDONED.match(stale.name)
-        if found is None or int(found[1]) == os.getpid():
-            continue
-        try:
-            os.kill(int(found[1]), 0)
-        except ProcessLookupError:
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
-        except PermissionError:
-            pass  # alive, and someone else's
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _refuse_own_files(source: Path, target: Path) -> None:
+    """The backup may not land on the database, its journal, WAL or shared memory."""
+    real_source = os.path.realpath(source)
+    real_target = os.path.join(os.path.realpath(target.parent), target.name)
+    own = {f"{real_source}{suffix}" for suffix in ("", "-wal", "-shm", "-journal")}
+    same = real_target in own or str(target) in own
+    info, source_info = files.lstat(target), files.lstat(source)
+    if info is not None and source_info is not None:
+        same = same or (info.st_dev, info.st_ino) == (source_info.st_dev, source_info.st_ino)
+    if same:
+        raise InvalidInput(f"the backup cannot overwrite the database it copies ({target})")

@@ -19,6 +19,7 @@ many rows it handled.
 from __future__ import annotations
 
 import json
+import os
 from contextlib import suppress
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,20 +28,38 @@ from typing import Any, Self
 
 from sqlalchemy import Connection, bindparam, delete, select, text
 
-from .errors import InvalidInput, SessionNotFound
+from .errors import InvalidInput, SessionNotFound, shown
 from .health import quarantine_orphans
 from .models import Session, UTCDateTime
 from .records import MessageRecord, SessionRecord
 from .store import SessionStore
+from .validation import aware_utc, check_text
 
 __all__ = ["SessionManager", "SessionNotFoundError", "create_session_manager"]
 
 S = Session.__table__.c
 LEGACY_TIME = "%Y-%m-%d %H:%M:%S"
+_MAX_DAYS = 3_660_000
 
 
 class SessionNotFoundError(SessionNotFound, ValueError):
     """The legacy class raised ``ValueError`` for an unknown session; this is both."""
+
+
+def _sql_int(name: str, value: object) -> int:
+    """An integer the legacy code passed straight to SQL: any 64-bit value, never a bool."""
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+        raise InvalidInput(f"{name} must be a 64-bit integer, not {shown(value)}")
+    return value
+
+
+def _database_path(value: object) -> Path:
+    if not isinstance(value, str | os.PathLike):
+        raise InvalidInput(f"the database path must be a str or a path, not {type(value).__name__}")
+    path = os.fspath(value)
+    if not isinstance(path, str):
+        raise InvalidInput("the database path must be text, not bytes")
+    return Path(path)
 
 
 def _legacy_time(value: datetime | None) -> str | None:
@@ -91,7 +110,7 @@ class SessionManager:
     """The legacy API over a :class:`SessionStore` on the same SQLite file."""
 
     def __init__(self, db_path: str | Path, **options: Any) -> None:
-        self.db_path = Path(db_path)
+        self.db_path = _database_path(db_path)
         self.store = SessionStore.open(f"sqlite:///{self.db_path}", **options)
 
     def close(self) -> None:
@@ -125,6 +144,10 @@ class SessionManager:
         self, limit: int = 50, model_filter: str | None = None, offset: int = 0
     ) -> list[dict[str, Any]]:
         """Rows of the ``recent_sessions`` view, newest activity first (offset paging)."""
+        limit = _sql_int("limit", limit)
+        offset = _sql_int("offset", offset)
+        if model_filter is not None:
+            model_filter = check_text("model_filter", model_filter, max_bytes=64 * 1024)
         where = "WHERE model_id = :model" if model_filter else ""
         sql = text(_LIST_SQL.text.format(where=where))
 
@@ -137,7 +160,8 @@ class SessionManager:
 
     def search_sessions(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
         """Sessions with a message matching every word of ``query``, newest activity first."""
-        words = [w for w in query.split() if w]
+        limit = _sql_int("limit", limit)
+        words = check_text("query", query, max_bytes=64 * 1024).split()
         if not words:
             return []
         # Each word is quoted as an FTS5 string, so punctuation is never syntax.
@@ -211,6 +235,8 @@ class SessionManager:
         if session is None:
             raise SessionNotFoundError(session_id)
         messages = self.get_session_history(session_id)
+        if not isinstance(format, str):
+            raise InvalidInput(f"Unsupported format: {type(format).__name__}")
         if format == "json":
             return json.dumps({"session": session, "messages": messages}, indent=2, default=str)
         if format == "markdown":
@@ -244,7 +270,16 @@ class SessionManager:
 
     def cleanup_old_sessions(self, days: int = 30) -> int:
         """Delete sessions idle for more than ``days``; how many were deleted."""
-        cutoff = self.store._clock() - timedelta(days=days)
+        # Bounded before timedelta() sees it: a 400-digit int overflows a float.
+        if (
+            isinstance(days, bool)
+            or not isinstance(days, int | float)
+            or not -_MAX_DAYS <= days <= _MAX_DAYS
+        ):
+            raise InvalidInput(
+                f"days must be a number of days within 10,000 years, not {shown(days)}"
+            )
+        cutoff = aware_utc("the cutoff", self.store._clock() - timedelta(days=days))
         stmt = (
             delete(Session)
             .where(S.last_activity < bindparam("cutoff", type_=UTCDateTime))
@@ -291,4 +326,4 @@ def _legacy_markdown(session: dict[str, Any], messages: list[dict[str, Any]]) ->
 
 def create_session_manager(models_dir: Path) -> SessionManager:
     """The legacy helper: the manager for ``<models_dir>/.ai-router-sessions.db``."""
-    return SessionManager(Path(models_dir) / ".ai-router-sessions.db")
+    return SessionManager(_database_path(models_dir) / ".ai-router-sessions.db")

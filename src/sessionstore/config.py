@@ -12,13 +12,17 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from typing import Any, Literal
 
-from .errors import InvalidInput
+from .errors import InvalidInput, shown
 
 __all__ = ["DEFAULT_URL", "StoreConfig"]
 
 DEFAULT_URL = "sqlite:///.ai-router-sessions.db"
 URL_ENV = "SESSIONSTORE_URL"
 _CENTURY = timedelta(days=36_600)
+# Waits are bounded so they stay within a C int of milliseconds (SQLite's busy timeout).
+_MAX_WAIT = timedelta(days=1)
+_MAX_COUNT = 10_000
+_MAX_C_INT = 2**31 - 1
 
 Synchronous = Literal["NORMAL", "FULL"]
 
@@ -52,14 +56,32 @@ class StoreConfig:
     engine_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.pool_size < 1 or self.max_overflow < 0:
-            raise InvalidInput("pool_size must be at least 1 and max_overflow at least 0")
-        if self.pool_timeout <= 0 or self.busy_timeout <= timedelta(0):
-            raise InvalidInput("pool_timeout and busy_timeout must be positive")
-        if self.synchronous not in ("NORMAL", "FULL"):
-            raise InvalidInput(f"synchronous must be NORMAL or FULL, not {self.synchronous!r}")
-        if self.max_content_bytes < 1:
-            raise InvalidInput("max_content_bytes must be positive")
+        # Types first: a value of the wrong type is refused before it is compared.
+        if not isinstance(self.url, str):
+            raise InvalidInput(f"url must be a str, not {type(self.url).__name__}")
+        _count("pool_size", self.pool_size, 1, _MAX_COUNT)
+        _count("max_overflow", self.max_overflow, 0, _MAX_COUNT)
+        _count("cache_size_kib", self.cache_size_kib, 0, _MAX_C_INT)
+        _count("max_content_bytes", self.max_content_bytes, 1, _MAX_C_INT)
+        timeout = self.pool_timeout
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout <= _MAX_WAIT.total_seconds()
+        ):
+            raise InvalidInput(
+                f"pool_timeout must be a positive number of seconds of at most a day, "
+                f"not {shown(timeout)}"
+            )
+        if not isinstance(self.busy_timeout, timedelta) or not (
+            timedelta(0) < self.busy_timeout <= _MAX_WAIT
+        ):
+            raise InvalidInput(
+                f"busy_timeout must be a positive timedelta of at most a day, "
+                f"not {shown(self.busy_timeout)}"
+            )
+        if not isinstance(self.synchronous, str) or self.synchronous not in ("NORMAL", "FULL"):
+            raise InvalidInput(f"synchronous must be NORMAL or FULL, not {shown(self.synchronous)}")
         for name in ("idle_timeout", "hard_timeout", "purge_after"):
             value = getattr(self, name)
             if value is not None and (
@@ -68,17 +90,38 @@ class StoreConfig:
                 raise InvalidInput(
                     f"{name} must be a positive timedelta of at most a century, or None"
                 )
+        if not isinstance(self.engine_options, dict) or not all(
+            isinstance(key, str) for key in self.engine_options
+        ):
+            raise InvalidInput("engine_options must be a dict of keyword arguments")
 
     @classmethod
     def from_env(cls, url: str | None = None, **options: Any) -> StoreConfig:
         """A config whose URL is ``url``, else ``$SESSIONSTORE_URL``, else the default."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(options) - known
-        if unknown:
-            raise InvalidInput(f"unknown store option(s): {', '.join(sorted(unknown))}")
-        if isinstance(options.get("busy_timeout"), int | float):
-            options["busy_timeout"] = timedelta(seconds=options["busy_timeout"])
+        if url is not None and not isinstance(url, str):
+            raise InvalidInput(f"url must be a str, not {type(url).__name__}")
+        options = _known(options)
+        busy = options.get("busy_timeout")
+        if isinstance(busy, int | float) and not isinstance(busy, bool):
+            # Seconds, as a number: bounded before timedelta() can overflow on it.
+            if not 0 < busy <= _MAX_WAIT.total_seconds():
+                raise InvalidInput(
+                    f"busy_timeout must be positive and at most a day, not {shown(busy)}"
+                )
+            options["busy_timeout"] = timedelta(seconds=busy)
         return cls(url=url or os.environ.get(URL_ENV) or DEFAULT_URL, **options)
 
     def with_options(self, **options: Any) -> StoreConfig:
-        return replace(self, **options)
+        return replace(self, **_known(options))
+
+
+def _known(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(options) - {f.name for f in fields(StoreConfig)}
+    if unknown:
+        raise InvalidInput(f"unknown store option(s): {', '.join(sorted(unknown))}")
+    return options
+
+
+def _count(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{name} must be an integer from {low} to {high}, not {shown(value)}")

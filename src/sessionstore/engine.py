@@ -20,6 +20,15 @@ and waits for it properly. Read-only work runs on :func:`reader`, which
 begins deferred transactions so readers never queue behind writers.
 
 PostgreSQL gets an ordinary pool with ``pool_pre_ping``.
+
+Opening is where a URL meets the world, so the mistakes made there get
+their own typed errors: a malformed or unsupported URL and a directory
+given as the database are :class:`InvalidInput`, a driver that is not
+installed is :class:`MissingDependency` naming the extra to install, a
+missing file (with ``create=False``, which opens SQLite files ``mode=rw``
+so nothing is ever created) is :class:`DatabaseNotFound`, and a server or
+file that cannot be reached is :class:`ConnectionFailed` saying where
+(never with the password).
 """
 
 from __future__ import annotations
@@ -29,15 +38,27 @@ import random
 import sqlite3
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from .config import StoreConfig
-from .errors import InvalidInput, StorageError, translate
+from .errors import (
+    ConnectionFailed,
+    DatabaseNotFound,
+    InvalidInput,
+    MissingDependency,
+    OrphanedJournal,
+    SessionStoreError,
+    StorageError,
+    StorageIOError,
+    translate,
+)
 
 __all__ = [
     "PoolStatus",
@@ -45,6 +66,7 @@ __all__ = [
     "ensure_wal",
     "is_memory",
     "pool_status",
+    "probe",
     "reader",
     "sqlite_path",
 ]
@@ -73,6 +95,14 @@ def normalize_url(url: str | URL) -> URL:
         parsed = make_url(url)
     except Exception as exc:
         raise InvalidInput(f"not a database URL: {url!r}") from exc
+    if parsed.get_backend_name() == "sqlite" and (parsed.host or parsed.port):
+        # ``sqlite://name.db`` parses "name.db" as a host: the file is lost.
+        name = f"{parsed.host or ''}{'/' + parsed.database if parsed.database else ''}"
+        raise InvalidInput(
+            f"{parsed.render_as_string(hide_password=True)!r} has two slashes, so it names "
+            f"no file: use sqlite:///{name} for a path relative to the working directory, "
+            "or sqlite:////absolute/path.db"
+        )
     if parsed.drivername in ("postgresql", "postgres"):
         # psycopg 3 is the driver the ``postgres`` extra installs.
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -89,27 +119,73 @@ def is_memory(url: URL) -> bool:
 
 def sqlite_path(engine: Engine) -> str | None:
     """The file behind a SQLite engine, or None for memory and other databases."""
-    url = engine.url
+    return sqlite_path_of(engine.url)
+
+
+def sqlite_path_of(url: URL) -> str | None:
     if url.get_backend_name() != "sqlite" or is_memory(url):
         return None
     return str(url.database)
 
 
-def build_engine(config: StoreConfig) -> Engine:
+def build_engine(config: StoreConfig, *, create: bool = True) -> Engine:
+    """The engine for ``config.url``; with ``create=False`` a missing SQLite file is
+    :class:`DatabaseNotFound` and no connection of the engine can create one."""
     url = normalize_url(config.url)
     if url.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(url, config)
+        engine = _sqlite_engine(url, config, create=create)
     else:
-        engine = create_engine(
-            url,
-            pool_size=config.pool_size,
-            max_overflow=config.max_overflow,
-            pool_timeout=config.pool_timeout,
-            pool_pre_ping=True,
-            **config.engine_options,
-        )
+        try:
+            engine = create_engine(
+                url,
+                pool_size=config.pool_size,
+                max_overflow=config.max_overflow,
+                pool_timeout=config.pool_timeout,
+                pool_pre_ping=True,
+                **config.engine_options,
+            )
+        except ImportError as exc:
+            raise MissingDependency(
+                f"the PostgreSQL driver is not installed ({exc}); install it with "
+                "pip install 'sessionstore[postgres]'"
+            ) from exc
     _dispose_after_fork(engine)
     return engine
+
+
+def where(url: URL) -> str:
+    """Where a URL points, for messages: the file, or user@host:port/database (no password)."""
+    if url.get_backend_name() == "sqlite":
+        return "memory" if is_memory(url) else os.path.abspath(str(url.database))
+    user = f"{url.username}@" if url.username else ""
+    host = url.host or "localhost (its Unix socket)"
+    port = f":{url.port}" if url.port else ""
+    return f"{user}{host}{port}/{url.database or ''}"
+
+
+def probe(engine: Engine) -> None:
+    """Open one connection (and give it back to the pool), so that a database that
+    cannot be reached is reported as :class:`ConnectionFailed`, saying where, before
+    any other work is attempted and blamed for it."""
+    try:
+        with engine.connect():
+            pass
+    except Exception as exc:
+        raise connection_failed(exc, engine.url) from exc
+
+
+def connection_failed(exc: BaseException, url: URL) -> SessionStoreError:
+    """The typed error for a failure to connect to ``url``."""
+    translated = translate(exc, path=sqlite_path_of(url))
+    if type(translated) not in (StorageError, StorageIOError, ConnectionFailed):
+        # Busy, damaged, not a database: the file was reached and said so.
+        return translated
+    detail = str(translated).replace("\n", " ").strip()
+    if url.password:
+        detail = detail.replace(str(url.password), "***")
+    if url.get_backend_name() == "sqlite":
+        return ConnectionFailed(f"could not open the SQLite database {where(url)}: {detail}")
+    return ConnectionFailed(f"could not connect to PostgreSQL at {where(url)}: {detail}")
 
 
 def reader(engine: Engine) -> Engine:
@@ -117,7 +193,7 @@ def reader(engine: Engine) -> Engine:
     return engine.execution_options(**{_BEGIN_OPTION: "BEGIN"})
 
 
-def _sqlite_engine(url: URL, config: StoreConfig) -> Engine:
+def _sqlite_engine(url: URL, config: StoreConfig, *, create: bool) -> Engine:
     busy_ms = int(config.busy_timeout.total_seconds() * 1000)
     connect_args = {
         "timeout": config.busy_timeout.total_seconds(),
@@ -133,16 +209,17 @@ def _sqlite_engine(url: URL, config: StoreConfig) -> Engine:
         path = str(url.database)
         if path.startswith("file:"):
             raise InvalidInput("use a plain path in sqlite:/// URLs, not a file: URI")
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent):
-            raise InvalidInput(f"the directory {parent!r} for the database does not exist")
+        _check_sqlite_path(path, create=create)
+        options: dict[str, Any] = {"connect_args": connect_args}
+        if not create:
+            options = {"creator": _existing_file(path, connect_args)}
         engine = create_engine(
             url,
             poolclass=QueuePool,
             pool_size=config.pool_size,
             max_overflow=config.max_overflow,
             pool_timeout=config.pool_timeout,
-            connect_args=connect_args,
+            **options,
             **config.engine_options,
         )
     pragmas = (
@@ -171,6 +248,53 @@ def _sqlite_engine(url: URL, config: StoreConfig) -> Engine:
         conn.connection.dbapi_connection.execute(statement)  # type: ignore[union-attr]
 
     return engine
+
+
+def _check_sqlite_path(path: str, *, create: bool) -> None:
+    full = os.path.abspath(path)
+    if os.path.isdir(full):
+        raise InvalidInput(
+            f"{full} is a directory, not a database file; name a file, "
+            f"e.g. sqlite:///{os.path.join(full, 'sessions.db')}"
+        )
+    if not create and not os.path.exists(full):
+        raise DatabaseNotFound(full)
+    _refuse_orphaned_journal(full)
+    parent = os.path.dirname(full)
+    if not os.path.isdir(parent):
+        raise InvalidInput(f"the directory {parent} for the database {full} does not exist")
+
+
+def _refuse_orphaned_journal(full: str) -> None:
+    """Refuse a missing database with a ``-wal`` or ``-journal`` beside it.
+
+    Such a file holds pages of a database that is no longer there (moved, or
+    lost between two renames). Opening would create an empty database, and
+    SQLite would then discard those pages: acknowledged writes would vanish
+    while the new file reports itself healthy. (An *empty* database with a
+    journal beside it is what another process creating the file looks like
+    for a moment, so only a missing one is refused.)
+    """
+    if os.path.lexists(full):
+        return
+    for suffix in ("-wal", "-journal"):
+        try:
+            size = os.path.getsize(full + suffix)
+        except OSError:
+            continue
+        if size > 0:
+            raise OrphanedJournal(full, full + suffix)
+
+
+def _existing_file(path: str, connect_args: dict[str, Any]) -> Callable[[], sqlite3.Connection]:
+    """Connections that open the file read-write but never create it (``mode=rw``)."""
+    uri = f"file:{quote(os.path.abspath(path))}?mode=rw"
+
+    def connect() -> sqlite3.Connection:
+        connection: sqlite3.Connection = sqlite3.connect(uri, uri=True, **connect_args)
+        return connection
+
+    return connect
 
 
 def ensure_wal(engine: Engine, deadline_seconds: float = 10.0) -> None:

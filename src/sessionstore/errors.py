@@ -12,30 +12,42 @@ boundary of the store; none of them reaches a caller.
 
 from __future__ import annotations
 
+import reprlib
 import sqlite3
 
 from sqlalchemy import exc as sa_exc
 
 __all__ = [
     "ConflictError",
+    "ConnectionFailed",
     "ConstraintViolation",
     "DatabaseCorruptError",
+    "DatabaseInUse",
+    "DatabaseNotFound",
+    "DestinationExists",
     "InvalidCursor",
     "InvalidInput",
     "InvalidSearchQuery",
     "InvalidStateError",
     "MessageNotFound",
     "MigrationError",
+    "MissingDependency",
+    "NestedTransactionError",
     "NotADatabaseError",
     "NotFoundError",
+    "OrphanedJournal",
     "ReadOnlyError",
+    "RestoreRefused",
     "SchemaMismatchError",
+    "SearchTimeout",
     "SessionActive",
     "SessionArchived",
     "SessionExists",
+    "SessionIdRetired",
     "SessionNotFound",
     "SessionStoreError",
     "SnapshotNotFound",
+    "SnapshotSuperseded",
     "StorageError",
     "StorageFullError",
     "StorageIOError",
@@ -49,6 +61,29 @@ class SessionStoreError(Exception):
     """Base class of every error raised by sessionstore."""
 
 
+class _Shown(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 256:  # repr() refuses ints past sys.get_int_max_str_digits()
+            return f"<an integer of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+# Long enough for any id the store accepts (255 characters), short enough for one line.
+_SHOWN = _Shown()
+_SHOWN.maxstring = _SHOWN.maxother = 300
+_SHOWN.maxlevel = 3
+
+
+def shown(value: object) -> str:
+    """A short ``repr`` of a caller's value, for error messages.
+
+    Bounded in length and depth: a megabyte of text or a list nested ten thousand
+    deep must not make the message huge, or its ``repr`` raise ``RecursionError``.
+    (``reprlib`` also names the type of an object whose own ``__repr__`` raises.)
+    """
+    return _SHOWN.repr(value)
+
+
 # --- the caller asked for something that is not there -----------------------
 
 
@@ -58,14 +93,25 @@ class NotFoundError(SessionStoreError, LookupError):
 
 class SessionNotFound(NotFoundError):
     def __init__(self, session_id: str) -> None:
-        super().__init__(f"no session with id {session_id!r}")
+        super().__init__(f"no session with id {shown(session_id)}")
         self.session_id = session_id
 
 
 class MessageNotFound(NotFoundError):
     def __init__(self, message_id: int) -> None:
-        super().__init__(f"no message with id {message_id!r}")
+        super().__init__(f"no message with id {shown(message_id)}")
         self.message_id = message_id
+
+
+class DatabaseNotFound(NotFoundError):
+    """A store opened with ``create=False`` found no database file at its path."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"no database at {path}; check the path, or create it with "
+            f"`sessionstore upgrade --db sqlite:///{path}`"
+        )
+        self.path = path
 
 
 # --- the caller's input is wrong ---------------------------------------------
@@ -80,7 +126,20 @@ class InvalidCursor(InvalidInput):
 
 
 class InvalidSearchQuery(InvalidInput):
-    """An advanced search query is not valid syntax for the database's search engine."""
+    """A search query is not valid syntax for the database's search engine, or asks for
+    more work than a search is allowed (too many words, too short a prefix)."""
+
+
+class DestinationExists(InvalidInput):
+    """Something is already at the path a file was to be written to; it was left alone."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class SearchTimeout(InvalidSearchQuery):
+    """A search ran past its time limit and was stopped; nothing was changed."""
 
 
 # --- the request conflicts with what is stored --------------------------------
@@ -92,7 +151,7 @@ class ConflictError(SessionStoreError):
 
 class SessionExists(ConflictError):
     def __init__(self, session_id: str) -> None:
-        super().__init__(f"a session with id {session_id!r} already exists")
+        super().__init__(f"a session with id {shown(session_id)} already exists")
         self.session_id = session_id
 
 
@@ -102,17 +161,65 @@ class ConstraintViolation(ConflictError):
 
 class SnapshotNotFound(NotFoundError):
     def __init__(self, snapshot_id: int) -> None:
-        super().__init__(f"no snapshot with id {snapshot_id!r}")
+        super().__init__(f"no snapshot with id {shown(snapshot_id)}")
         self.snapshot_id = snapshot_id
 
 
+def _as_copy(snapshot_id: int | None) -> str:
+    call = f"{snapshot_id}, " if snapshot_id is not None else "snapshot_id, "
+    return (
+        f"Restore it as a copy under a new id instead: "
+        f"store.lifecycle.restore({call}session_id='new-id')"
+    )
+
+
 class SessionActive(ConflictError):
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, snapshot_id: int | None = None) -> None:
         super().__init__(
-            f"session {session_id!r} is active; restoring a snapshot over it would lose its "
-            "newer messages. Archive it first, or import the snapshot under another id"
+            f"session {shown(session_id)} is active; restoring a snapshot over it would lose its "
+            f"newer messages. {_as_copy(snapshot_id)}"
         )
         self.session_id = session_id
+        self.snapshot_id = snapshot_id
+
+
+class SnapshotSuperseded(ConflictError):
+    """Restoring this snapshot under its own id would undo later messages of that id."""
+
+    def __init__(self, snapshot_id: int, session_id: str, why: str) -> None:
+        super().__init__(
+            f"snapshot {snapshot_id} of session {shown(session_id)} is superseded ({why}): "
+            "restoring it over that id would hand out its later sequence numbers again. "
+            f"{_as_copy(snapshot_id)}"
+        )
+        self.snapshot_id = snapshot_id
+        self.session_id = session_id
+
+
+class SessionIdRetired(SessionExists):
+    """The id belongs to a purged session whose snapshots are kept; it is not free."""
+
+    def __init__(self, session_id: str, snapshot_id: int) -> None:
+        ConflictError.__init__(
+            self,
+            f"session id {shown(session_id)} is retired: a purged session with that id still has "
+            "snapshots, and a new session under it would hand out its sequence numbers again. "
+            f"Bring it back with store.lifecycle.restore({snapshot_id}), or use another id",
+        )
+        self.session_id = session_id
+        self.snapshot_id = snapshot_id
+
+
+class RestoreRefused(ConflictError):
+    """Restoring a backup would replace a healthy database (or a file that is not a
+    database at all, perhaps an unrelated one), and ``force`` was not given."""
+
+    def __init__(self, path: str, what: str = "is a healthy database") -> None:
+        super().__init__(
+            f"{path} {what}; restoring the backup would replace it. Pass force=True "
+            "(`restore-backup --force`) to replace it anyway; a copy of it is kept beside it"
+        )
+        self.path = path
 
 
 class InvalidStateError(SessionStoreError):
@@ -122,8 +229,8 @@ class InvalidStateError(SessionStoreError):
 class SessionArchived(InvalidStateError):
     def __init__(self, session_id: str) -> None:
         super().__init__(
-            f"session {session_id!r} is archived and takes no new messages; "
-            f"bring it back with store.lifecycle.reactivate({session_id!r})"
+            f"session {shown(session_id)} is archived and takes no new messages; "
+            f"bring it back with store.lifecycle.reactivate({shown(session_id)})"
         )
         self.session_id = session_id
 
@@ -131,6 +238,22 @@ class SessionArchived(InvalidStateError):
 class StoreClosedError(InvalidStateError):
     def __init__(self) -> None:
         super().__init__("the store is closed; open a new one with SessionStore.open()")
+
+
+class NestedTransactionError(InvalidStateError):
+    """A write on the store from a thread that is inside ``with store.transaction()``."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this thread is inside `with store.transaction() as tx`: a write on the store "
+            "itself would need a second transaction, which would wait for this one until "
+            "the busy timeout. Make the call through the transaction's repositories "
+            "(tx.messages, tx.sessions, tx.search), or after the block"
+        )
+
+
+class MissingDependency(SessionStoreError):
+    """An optional dependency the request needs is not installed."""
 
 
 # --- the schema is not what this version expects ----------------------------
@@ -153,6 +276,27 @@ class StorageError(SessionStoreError):
 
 class StoreBusyError(StorageError):
     """Another writer held the database for longer than the busy deadline."""
+
+
+class DatabaseInUse(StoreBusyError):
+    """Another connection holds the database's write lock; the operation changed nothing."""
+
+
+class OrphanedJournal(StorageError):
+    """A ``-wal`` or ``-journal`` file lies where its database is missing."""
+
+    def __init__(self, path: str, journal: str) -> None:
+        super().__init__(
+            f"{journal} holds pages of a database that is missing from {path}: "
+            "opening it would discard them. Put the database it belongs to back at that "
+            "path, or move the file away if it is not needed"
+        )
+        self.path = path
+        self.journal = journal
+
+
+class ConnectionFailed(StorageError):
+    """The database could not be reached: refused, unknown, or the credentials were wrong."""
 
 
 class StorageFullError(StorageError):
@@ -183,6 +327,16 @@ class DatabaseCorruptError(StorageError):
 class NotADatabaseError(DatabaseCorruptError):
     """The file is not a SQLite database at all (its header is wrong, or it is something else)."""
 
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        # No advice to restore a backup over it: the path may name an unrelated file.
+        if path:
+            message = (
+                f"{path} is not a SQLite database ({message}); check that the path names "
+                "the database you meant. Nothing was changed"
+            )
+        StorageError.__init__(self, message)
+        self.path = path
+
 
 # SQLite primary result codes, as names: Python exposes the extended name
 # (``SQLITE_IOERR_WRITE``), the primary code is its prefix.
@@ -211,6 +365,9 @@ _PG_CLASSES: tuple[tuple[str, type[StorageError] | type[ConflictError]], ...] = 
     ("XX002", DatabaseCorruptError),  # index_corrupted
     ("25006", ReadOnlyError),  # read_only_sql_transaction
     ("23", ConstraintViolation),  # integrity constraint violation
+    ("08", ConnectionFailed),  # connection exception
+    ("28", ConnectionFailed),  # invalid authorization (a wrong password)
+    ("3D000", ConnectionFailed),  # invalid catalog name (no such database)
 )
 
 
@@ -261,6 +418,8 @@ def translate(exc: BaseException, *, path: str | None = None) -> SessionStoreErr
         return StoreBusyError(
             "no pooled connection became free in time; raise pool_size or pool_timeout"
         )
+    if issubclass(cls, NotADatabaseError):
+        return cls(detail, path=path)
     if issubclass(cls, DatabaseCorruptError):
         return cls(f"the database is damaged: {detail}", path=path)
     if cls is StoreBusyError:

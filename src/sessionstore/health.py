@@ -1,16 +1,31 @@
-"""Health checks, and the repairs that lose nothing.
+"""Health checks that only read, and the repairs that lose nothing.
 
 :meth:`Health.check` runs the users' five checks on the legacy file
 (``integrity_check``; foreign keys on for the store's own connections; no
 orphans; every count equal to its messages; the count triggers present) and
-more: the search index against the messages, the schema revision, the
-journal mode and ``synchronous`` in force, the SQLite version. It never
-raises for what it finds — a damaged file is a failed check in the report.
+more: the search indexes against the messages and titles, the schema
+revision, the journal mode and ``synchronous`` in force, the SQLite version.
+It never raises for what it finds — a damaged file is a failed check in the
+report.
+
+Every check only reads, so it runs beside writers and on a read-only file.
+The search indexes are compared row for row with what they index (FTS5
+keeps one ``_docsize`` row per indexed row), which finds the rows the legacy
+triggers lost or left behind. FTS5's own ``integrity-check``, which also
+compares every indexed word, is a write to SQLite: it runs only when asked
+for (``deep=True``, ``sessionstore doctor --deep``), and only with the write
+lock.
+
+Each check ends in one of three states: ``ok``, ``failed`` (damage found),
+or ``unchecked`` (the check could not run: another connection held the lock
+it needs past the busy timeout, or the file is read-only). A check that
+could not run never reports damage. :attr:`HealthReport.ok` is true when no
+check failed; :attr:`HealthReport.complete` when every check ran.
 
 :meth:`Health.repair` fixes what can be fixed without losing data: orphans
 move to quarantine, drifted counts and totals are recomputed from the
-messages, the search index is rebuilt. What needs a person (a damaged file,
-a missing trigger) is reported, not touched.
+messages, the search indexes are rebuilt. What needs a person (a damaged
+file, a missing trigger) is reported, not touched.
 
 The counting queries here are shared with the migrations, which report the
 same figures for a legacy file before they repair it.
@@ -22,17 +37,19 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from typing import Literal
 
 from sqlalchemy import Connection, Engine, bindparam, text
 
 from .engine import reader, sqlite_path
-from .errors import SessionStoreError, translate
+from .errors import ReadOnlyError, SessionStoreError, StoreBusyError, translate
 from .integrity import DRIFTED_SESSIONS, ORPHANED_MESSAGES, ORPHANED_METADATA
-from .migrations import check_at_head
+from .migrations import database_state, head_revision
 from .models import UTCDateTime
 from .transactions import Runner
 
-__all__ = ["Check", "Health", "HealthReport", "RepairReport"]
+__all__ = ["Check", "CheckStatus", "Health", "HealthReport", "RepairReport"]
 
 COUNT_TRIGGERS = (
     "trg_messages_after_insert",
@@ -41,7 +58,8 @@ COUNT_TRIGGERS = (
 )
 ORPHAN_REASON = "orphan: its session does not exist"
 
-# External-content FTS5 keeps one docsize row per indexed message.
+# External-content FTS5 keeps one docsize row per indexed row: each message (by
+# message_id), each session's title (by search_key).
 INDEX_MISSING = (
     "SELECT COUNT(*) FROM messages m WHERE NOT EXISTS "
     "(SELECT 1 FROM messages_fts_docsize d WHERE d.id = m.message_id)"
@@ -50,6 +68,18 @@ INDEX_STALE = (
     "SELECT COUNT(*) FROM messages_fts_docsize d WHERE NOT EXISTS "
     "(SELECT 1 FROM messages m WHERE m.message_id = d.id)"
 )
+TITLE_INDEX_MISSING = (
+    "SELECT COUNT(*) FROM sessions s WHERE s.search_key IS NOT NULL AND NOT EXISTS "
+    "(SELECT 1 FROM session_titles_fts_docsize d WHERE d.id = s.search_key)"
+)
+TITLE_INDEX_STALE = (
+    "SELECT COUNT(*) FROM session_titles_fts_docsize d WHERE NOT EXISTS "
+    "(SELECT 1 FROM sessions s WHERE s.search_key = d.id)"
+)
+#: The FTS5 tables, and what they index.
+FTS_TABLES = {"messages_fts": "the messages", "session_titles_fts": "the session titles"}
+
+CheckStatus = Literal["ok", "failed", "unchecked"]
 
 
 def scalar(conn: Connection, sql: str) -> int:
@@ -59,10 +89,15 @@ def scalar(conn: Connection, sql: str) -> int:
 @dataclass(frozen=True, slots=True)
 class Check:
     name: str
-    ok: bool
+    #: ``ok``; ``failed`` (damage found); ``unchecked`` (the check could not run).
+    status: CheckStatus
     detail: str
     #: How many things are wrong, for checks that count them.
     count: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +106,19 @@ class HealthReport:
 
     @property
     def ok(self) -> bool:
-        return all(check.ok for check in self.checks)
+        """No check found damage (some may not have run: see :attr:`complete`)."""
+        return not self.failed
+
+    @property
+    def complete(self) -> bool:
+        """Every check ran."""
+        return not self.unchecked
+
+    @property
+    def status(self) -> Literal["ok", "failed", "incomplete"]:
+        if self.failed:
+            return "failed"
+        return "ok" if self.complete else "incomplete"
 
     def __getitem__(self, name: str) -> Check:
         for check in self.checks:
@@ -81,7 +128,11 @@ class HealthReport:
 
     @property
     def failed(self) -> tuple[Check, ...]:
-        return tuple(check for check in self.checks if not check.ok)
+        return tuple(check for check in self.checks if check.status == "failed")
+
+    @property
+    def unchecked(self) -> tuple[Check, ...]:
+        return tuple(check for check in self.checks if check.status == "unchecked")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +141,24 @@ class RepairReport:
     orphaned_metadata_quarantined: int
     counts_repaired: int
     index_rebuilt: bool
+
+
+def _passed(name: str, ok: bool, detail: str, count: int = 0) -> Check:
+    return Check(name, "ok" if ok else "failed", detail, count)
+
+
+def _could_not(error: SessionStoreError) -> bool:
+    """Whether ``error`` says the check could not run, rather than that something is wrong."""
+    return isinstance(error, StoreBusyError | ReadOnlyError)
+
+
+def _unchecked(name: str, error: SessionStoreError) -> Check:
+    why = (
+        "the database is read-only"
+        if isinstance(error, ReadOnlyError)
+        else ("another connection held the database's lock past the busy timeout")
+    )
+    return Check(name, "unchecked", f"could not check: {why} ({error}); retry later")
 
 
 class Health:
@@ -101,8 +170,14 @@ class Health:
         self._clock = clock
         self._sqlite = engine.dialect.name == "sqlite"
 
-    def check(self, *, quick: bool = False) -> HealthReport:
-        """Run every check; ``quick`` uses ``quick_check`` instead of ``integrity_check``."""
+    def check(self, *, quick: bool = False, deep: bool = False) -> HealthReport:
+        """Run every check, reading only.
+
+        ``quick`` uses ``quick_check`` instead of ``integrity_check``. ``deep`` adds
+        FTS5's own ``integrity-check`` of the search indexes (SQLite), which needs the
+        write lock: it is ``unchecked`` when another connection keeps it or the file is
+        read-only.
+        """
         checks: list[Check] = []
         probes: list[tuple[str, Callable[[Connection], Check]]] = [
             ("integrity", lambda c: self._integrity(c, quick)),
@@ -116,50 +191,73 @@ class Health:
             ("version", self._version),
         ]
         for name, probe in probes:
-            try:
-                with reader(self._engine).connect() as conn:
-                    checks.append(probe(conn))
-                    conn.rollback()
-            except Exception as exc:  # a damaged file must not stop the report
-                error = (
-                    exc
-                    if isinstance(exc, SessionStoreError)
-                    else translate(exc, path=sqlite_path(self._engine))
-                )
-                checks.append(Check(name, False, str(error)))
-            if name == "integrity" and not checks[-1].ok:
+            checks.append(self._run(name, partial(self._read, probe)))
+            if name == "integrity" and checks[-1].status == "failed":
                 # Nothing else can be trusted on a file that fails integrity_check.
                 break
+        else:
+            if deep and self._sqlite:
+                checks.append(self._run("search_index_deep", self._deep_index))
         return HealthReport(tuple(checks))
+
+    def _run(self, name: str, probe: Callable[[], Check]) -> Check:
+        try:
+            return probe()
+        except Exception as exc:  # a damaged file must not stop the report
+            error = (
+                exc
+                if isinstance(exc, SessionStoreError)
+                else translate(exc, path=sqlite_path(self._engine))
+            )
+            if _could_not(error):
+                return _unchecked(name, error)
+            return Check(name, "failed", str(error))
+
+    def _read(self, probe: Callable[[Connection], Check]) -> Check:
+        """``probe`` in a read transaction of its own (deferred: it never takes a lock)."""
+        with reader(self._engine).connect() as conn:
+            result = probe(conn)
+            conn.rollback()
+        return result
 
     def _integrity(self, conn: Connection, quick: bool) -> Check:
         if not self._sqlite:
-            return Check("integrity", True, "PostgreSQL checks its own pages")
+            return _passed("integrity", True, "PostgreSQL checks its own pages")
         pragma = "quick_check" if quick else "integrity_check"
         rows = [str(r[0]) for r in conn.exec_driver_sql(f"PRAGMA {pragma}")]
         ok = rows == ["ok"]
-        return Check("integrity", ok, "ok" if ok else "; ".join(rows[:5]), 0 if ok else len(rows))
+        return _passed("integrity", ok, "ok" if ok else "; ".join(rows[:5]), 0 if ok else len(rows))
 
     def _foreign_keys(self, conn: Connection) -> Check:
         if not self._sqlite:
-            return Check("foreign_keys", True, "always enforced by PostgreSQL")
+            return _passed("foreign_keys", True, "always enforced by PostgreSQL")
         on = conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        return Check("foreign_keys", on, "on" if on else "OFF on the store's connections")
+        return _passed("foreign_keys", on, "on" if on else "OFF on the store's connections")
 
     def _schema(self, conn: Connection) -> Check:
+        # Read here, on this connection: opening the store's schema check could switch
+        # the journal mode, which is a write.
         try:
-            check_at_head(self._engine)
+            state = database_state(conn)
         except SessionStoreError as exc:
-            return Check("schema", False, str(exc))
-        return Check("schema", True, "at head")
+            return _passed("schema", False, str(exc))
+        head = head_revision()
+        if state.kind == "versioned" and state.revision == head:
+            return _passed("schema", True, "at head")
+        where = state.revision or state.kind
+        return _passed(
+            "schema",
+            False,
+            f"the database is at {where!r}, not at {head!r}; run `sessionstore upgrade`",
+        )
 
     def _orphans(self, conn: Connection) -> Check:
         n = scalar(conn, ORPHANED_MESSAGES) + scalar(conn, ORPHANED_METADATA)
-        return Check("orphans", n == 0, f"{n} rows without their session", n)
+        return _passed("orphans", n == 0, f"{n} rows without their session", n)
 
     def _counts(self, conn: Connection) -> Check:
         n = len(conn.execute(text(DRIFTED_SESSIONS)).all())
-        return Check("counts", n == 0, f"{n} sessions whose count or totals drifted", n)
+        return _passed("counts", n == 0, f"{n} sessions whose count or totals drifted", n)
 
     def _triggers(self, conn: Connection) -> Check:
         if self._sqlite:
@@ -169,35 +267,52 @@ class Health:
         present = {str(r[0]) for r in conn.execute(text(sql))}
         missing = [name for name in COUNT_TRIGGERS if name not in present]
         detail = "present" if not missing else f"missing: {', '.join(missing)}"
-        return Check("count_triggers", not missing, detail, len(missing))
+        return _passed("count_triggers", not missing, detail, len(missing))
 
     def _search_index(self, conn: Connection) -> Check:
         if not self._sqlite:
-            return Check("search_index", True, "generated tsvector column, always in step")
-        missing, stale, mismatch = _index_problems(conn)
-        if mismatch is not None:
-            return Check("search_index", False, f"index differs from the messages: {mismatch}", 1)
-        problems = missing + stale
+            return _passed("search_index", True, "generated tsvector columns, always in step")
+        missing, stale, titles = _index_rows(conn)
+        problems = missing + stale + titles
         detail = f"{missing} messages missing from the index, {stale} stale index rows"
-        return Check("search_index", problems == 0, detail, problems)
+        if titles:
+            detail += f", {titles} session titles out of step with their index"
+        return _passed("search_index", problems == 0, detail, problems)
 
     def _journal(self, conn: Connection) -> Check:
         if not self._sqlite:
-            return Check("journal", True, "PostgreSQL write-ahead log")
+            return _passed("journal", True, "PostgreSQL write-ahead log")
         mode = str(conn.exec_driver_sql("PRAGMA journal_mode").scalar())
         sync = int(conn.exec_driver_sql("PRAGMA synchronous").scalar() or 0)
         names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+        detail = f"journal_mode={mode}, synchronous={names.get(sync, sync)}"
+        if mode.lower() != "wal" and _header_says_wal(conn):
+            # An immutable connection reports "delete" whatever the file is: the file's
+            # own header says what it is.
+            mode, detail = "wal", f"{detail}; the file itself is in WAL mode"
         ok = mode.lower() in ("wal", "memory") and sync >= 1
-        return Check("journal", ok, f"journal_mode={mode}, synchronous={names.get(sync, sync)}")
+        return _passed("journal", ok, detail)
 
     def _version(self, conn: Connection) -> Check:
         if self._sqlite:
             version = str(conn.exec_driver_sql("SELECT sqlite_version()").scalar())
             # FTS5 'delete' on external content and RETURNING need 3.35.
             ok = tuple(int(p) for p in version.split(".")[:2]) >= (3, 35)
-            return Check("version", ok, f"SQLite {version}")
+            return _passed("version", ok, f"SQLite {version}")
         version = str(conn.exec_driver_sql("SHOW server_version").scalar())
-        return Check("version", True, f"PostgreSQL {version}")
+        return _passed("version", True, f"PostgreSQL {version}")
+
+    def _deep_index(self) -> Check:
+        """FTS5's integrity-check of each index against what it indexes, with the write
+        lock (which it needs), in a transaction that is rolled back."""
+        with self._engine.connect() as conn:
+            conn.begin()  # BEGIN IMMEDIATE: waits for the lock up to the busy timeout
+            try:
+                objections = _fts_objections(conn)
+            finally:
+                conn.rollback()
+        detail = "; ".join(objections.values()) or "every indexed word matches what it indexes"
+        return _passed("search_index_deep", not objections, detail, len(objections))
 
     def repair(self) -> RepairReport:
         """Quarantine orphans, recompute drifted counts, rebuild the search index."""
@@ -209,31 +324,59 @@ class Health:
             for session_id in drifted:
                 conn.execute(RECOUNT, {"sid": session_id})
             rebuilt = False
-            if self._sqlite and _index_problems(conn) != (0, 0, None):
-                conn.exec_driver_sql("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
-                rebuilt = True
+            if self._sqlite:
+                # With the write lock held, FTS5's own integrity-check can run here too.
+                missing, stale, titles = _index_rows(conn)
+                objections = _fts_objections(conn)
+                off = {"messages_fts": missing + stale, "session_titles_fts": titles}
+                for table in FTS_TABLES:
+                    if off[table] or table in objections:
+                        conn.exec_driver_sql(f"INSERT INTO {table} ({table}) VALUES ('rebuild')")
+                        rebuilt = True
             return RepairReport(moved_messages, moved_metadata, len(drifted), rebuilt)
 
         return self._runner.write(work)
 
 
-def _index_problems(conn: Connection) -> tuple[int, int, str | None]:
-    """Messages missing from the FTS5 index, stale index rows, and (when both are
-    zero) what FTS5's own integrity-check against the messages says, if it objects."""
-    missing = scalar(conn, INDEX_MISSING)
-    stale = scalar(conn, INDEX_STALE)
-    if missing or stale:
-        return missing, stale, None
+def _header_says_wal(conn: Connection) -> bool:
+    """Whether the main database file's header marks it as WAL (read and write versions
+    2, bytes 18 and 19), read from the file without writing anything."""
+    files = {str(row[1]): str(row[2]) for row in conn.exec_driver_sql("PRAGMA database_list")}
+    path = files.get("main", "")
     try:
-        conn.exec_driver_sql(
-            "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)"
-        )
-    except Exception as exc:
-        orig = getattr(exc, "orig", exc)
-        if not isinstance(orig, sqlite3.DatabaseError):
-            raise
-        return 0, 0, str(orig)
-    return 0, 0, None
+        with open(path, "rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return False
+    return len(header) == 20 and header[18] == header[19] == 2
+
+
+def _index_rows(conn: Connection) -> tuple[int, int, int]:
+    """Read only: messages missing from the FTS5 index, stale index rows, and title
+    index rows out of step (missing or stale)."""
+    titles = scalar(conn, TITLE_INDEX_MISSING) + scalar(conn, TITLE_INDEX_STALE)
+    return scalar(conn, INDEX_MISSING), scalar(conn, INDEX_STALE), titles
+
+
+def _fts_objections(conn: Connection) -> dict[str, str]:
+    """What FTS5's own ``integrity-check`` says against each index that objects (a write:
+    the caller holds the write lock). A lock or a read-only file is raised, never taken
+    for damage."""
+    objections = {}
+    for table, indexed in FTS_TABLES.items():
+        try:
+            conn.exec_driver_sql(
+                f"INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 1)"
+            )
+        except Exception as exc:
+            orig = getattr(exc, "orig", exc)
+            if not isinstance(orig, sqlite3.DatabaseError):
+                raise
+            name = getattr(orig, "sqlite_errorname", "") or ""
+            if not name.startswith(("SQLITE_CORRUPT", "SQLITE_ERROR")):
+                raise  # busy, read-only, I/O: could not check, not damage
+            objections[table] = f"the index of {indexed} differs from them: {orig}"
+    return objections
 
 
 RECOUNT = text(

@@ -1,4 +1,4 @@
-"""Session lifecycle: timeouts, archive with a snapshot, reactivate, purge, restore.
+"""Session lifecycle: timeouts, sweep, archive, reactivate, purge, and the audit trail.
 
 A session times out when it has had no activity for its **idle timeout**,
 or when its **hard timeout** has passed since it was created, whichever
@@ -7,45 +7,37 @@ store's configuration (``SessionStore.open(url, idle_timeout=...,
 hard_timeout=...)``) and can be set per session. ``now`` can be passed to
 every operation, so timeouts are tested with a clock, never with sleeps.
 
-Archiving takes a **snapshot** first — the session's row, metadata and
-messages as the export JSON, zlib-compressed — and marks the session
-archived, in one transaction that holds the session's write lock: an
-append either committed before (and is in the snapshot) or fails with
-:class:`SessionArchived`. Snapshots have no foreign key to their session,
-so they outlive its purge: ``restore(snapshot_id)`` recreates a purged (or
-still archived) session exactly — ids, sequence numbers, timestamps,
-metadata, totals.
+Archiving takes a **snapshot** first (:mod:`sessionstore.snapshots`) and
+marks the session archived, in one transaction that holds the session's
+lock: an append either committed before (and is in the snapshot) or fails
+with :class:`SessionArchived`. Snapshots outlive the purge of their session,
+and ``restore`` brings one back under the rules in that module.
 
-Each operation on a session is one transaction; ``sweep`` and ``purge``
-take one per session, re-checking under the lock that the session is still
-due, so a session that received a message a moment ago, or that another
-sweeper archived, is left alone. Every action is written to
-``lifecycle_events``, which :meth:`Lifecycle.history` reads.
+Each operation on a session is one transaction that first takes the id's
+lock (:mod:`sessionstore.ids`); ``sweep`` and ``purge`` take one per
+session, re-checking under the lock that the session is still due, so a
+session that received a message a moment ago, or that another sweeper
+archived, is left alone. Every action is written to ``lifecycle_events``,
+which :meth:`Lifecycle.history` reads.
 """
 
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Callable
-from contextlib import suppress
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
-    and_,
     delete,
-    func,
-    insert,
-    or_,
     select,
     text,
     update,
 )
 
+from . import leases, snapshots, timeouts
 from .errors import (
     InvalidInput,
     InvalidStateError,
@@ -53,23 +45,22 @@ from .errors import (
     SessionNotFound,
     SnapshotNotFound,
 )
-from .export import parse_export, recreate, write_session
-from .models import Lease, LifecycleEvent, Session, Snapshot
+from .ids import lock_id, newest_snapshot, record_event
+from .models import LifecycleEvent, Session
 from .records import (
     Expiry,
     LifecycleRecord,
     PurgeItem,
     PurgeReport,
-    Reason,
     SessionRecord,
     SnapshotInfo,
     SweepItem,
     SweepReport,
 )
 from .scheduler import Scheduler
-from .sessions import SESSION_COLUMNS, check_timeout, dialect_insert, session_from_db
+from .sessions import SESSION_COLUMNS, check_timeout, session_from_db
 from .transactions import Runner
-from .validation import aware_utc, check_id
+from .validation import aware_utc, check_id, shown
 
 __all__ = [
     "Expiry",
@@ -83,32 +74,11 @@ __all__ = [
 ]
 
 S = Session.__table__.c
-N = Snapshot.__table__.c
 E = LifecycleEvent.__table__.c
-L = Lease.__table__.c
 
 Progress = Callable[[int, int], None]
-SNAPSHOT_FORMAT = "sessionstore.session+json+zlib"
+SNAPSHOT_FORMAT = snapshots.SNAPSHOT_FORMAT
 _UNSET: Any = object()
-
-
-class _Compressor:
-    """A text sink that compresses as it goes: a snapshot never exists uncompressed."""
-
-    def __init__(self) -> None:
-        self._zlib = zlib.compressobj(level=6)
-        self._chunks: list[bytes] = []
-        self.raw_bytes = 0
-
-    def write(self, text: str, /) -> int:
-        data = text.encode("utf-8")
-        self.raw_bytes += len(data)
-        self._chunks.append(self._zlib.compress(data))
-        return len(text)
-
-    def finish(self) -> bytes:
-        self._chunks.append(self._zlib.flush())
-        return b"".join(self._chunks)
 
 
 class Lifecycle:
@@ -134,48 +104,14 @@ class Lifecycle:
 
     def due(self, session: SessionRecord, horizon: datetime) -> Expiry | None:
         """The first of the session's deadlines at or before ``horizon``, if any."""
-        if session.status != "active":
-            return None
-        deadlines: list[tuple[datetime, Reason]] = []
-        idle = session.idle_timeout or self.idle_timeout
-        hard = session.hard_timeout or self.hard_timeout
-        # A deadline past the last datetime there is never comes.
-        with suppress(OverflowError):
-            if idle is not None:
-                deadlines.append((session.last_activity + idle, "idle"))
-        with suppress(OverflowError):
-            if hard is not None:
-                deadlines.append((session.created_at + hard, "hard"))
-        due = [d for d in deadlines if d[0] <= horizon]
-        if not due:
-            return None
-        deadline, reason = min(due)
-        return Expiry(session, reason, deadline)
+        return timeouts.first_due(session, horizon, self.idle_timeout, self.hard_timeout)
 
     def _candidates(self, conn: Connection, horizon: datetime) -> list[Expiry]:
-        # Sessions on the store's defaults are found through the indexes; the few
-        # with their own timeouts are all read and judged one by one.
-        wide: list[ColumnElement[bool]] = [
-            S.idle_timeout_seconds.is_not(None),
-            S.hard_timeout_seconds.is_not(None),
-        ]
-        if self.idle_timeout is not None:
-            cut = horizon - self.idle_timeout
-            wide.append(and_(S.idle_timeout_seconds.is_(None), S.last_activity <= cut))
-        if self.hard_timeout is not None:
-            cut = horizon - self.hard_timeout
-            wide.append(and_(S.hard_timeout_seconds.is_(None), S.created_at <= cut))
-        rows = conn.execute(
-            select(*SESSION_COLUMNS)
-            .where(S.status == "active", or_(*wide))
-            .order_by(S.last_activity, S.session_id)
-        )
-        found = (self.due(session_from_db(row), horizon) for row in rows)
-        return sorted((e for e in found if e is not None), key=lambda e: e.deadline)
+        return timeouts.candidates(conn, horizon, self.idle_timeout, self.hard_timeout)
 
     def expiring(self, within: timedelta, now: datetime | None = None) -> list[Expiry]:
         """Active sessions that time out within ``within`` of ``now`` (or already have)."""
-        horizon = _shift(self._now(now), within, "within", +1)
+        horizon = timeouts.shift(self._now(now), within, "within", +1)
         return self._runner.read(lambda conn: self._candidates(conn, horizon))
 
     def set_timeouts(
@@ -259,13 +195,13 @@ class Lifecycle:
     def _archive(
         self, conn: Connection, session: SessionRecord, now: datetime, reason: str
     ) -> SnapshotInfo:
-        snapshot = _take_snapshot(conn, session.session_id, now, reason)
+        snapshot = snapshots.take_snapshot(conn, session.session_id, now, reason)
         conn.execute(
             update(Session)
             .where(S.session_id == session.session_id)
             .values(status="archived", archived_at=now)
         )
-        _record(conn, session.session_id, "archive", reason, snapshot.snapshot_id, now)
+        record_event(conn, session.session_id, "archive", reason, snapshot.snapshot_id, now)
         return snapshot
 
     def reactivate(self, session_id: str, *, now: datetime | None = None) -> SessionRecord:
@@ -288,7 +224,7 @@ class Lifecycle:
                 .values(status="active", archived_at=None, last_activity=now)
                 .returning(*SESSION_COLUMNS)
             ).one()
-            _record(conn, session_id, "reactivate", None, None, now)
+            record_event(conn, session_id, "reactivate", None, None, now)
             return session_from_db(row)
 
         return self._runner.write(work)
@@ -308,7 +244,7 @@ class Lifecycle:
         ``older_than`` before ``now`` is purged.
         """
         now = self._now(now)
-        cutoff = _shift(now, older_than, "older_than", -1)
+        cutoff = timeouts.shift(now, older_than, "older_than", -1)
         ids = self._runner.read(
             lambda conn: list(
                 conn.execute(
@@ -345,11 +281,9 @@ class Lifecycle:
             return None
         if current.archived_at > cutoff:
             return None
-        snapshot_id = conn.execute(
-            select(func.max(N.snapshot_id)).where(N.session_id == session_id)
-        ).scalar()
+        snapshot_id = newest_snapshot(conn, session_id)
         if snapshot_id is None:  # archived by hand in SQL: keep a way back all the same
-            snapshot_id = _take_snapshot(conn, session_id, now, "purge").snapshot_id
+            snapshot_id = snapshots.take_snapshot(conn, session_id, now, "purge").snapshot_id
         size = 0
         if conn.dialect.name == "postgresql":
             size = int(
@@ -363,8 +297,9 @@ class Lifecycle:
                 or 0
             )
         conn.execute(delete(Session).where(S.session_id == session_id))
-        details = {"messages": current.message_count}
-        _record(conn, session_id, "purge", None, snapshot_id, now, details)
+        # The last number handed out: no older snapshot may be restored over it.
+        details = {"messages": current.message_count, "last_seq": current.last_seq}
+        record_event(conn, session_id, "purge", None, snapshot_id, now, details)
         return PurgeItem(session_id, int(snapshot_id), current.message_count), size
 
     def _free_bytes(self) -> int | None:
@@ -378,44 +313,34 @@ class Lifecycle:
 
         return self._runner.read(work)
 
-    def restore(self, snapshot_id: int, *, now: datetime | None = None) -> SessionRecord:
-        """Recreate the session exactly as snapshotted (purged or still archived)."""
+    def restore(
+        self, snapshot_id: int, *, session_id: str | None = None, now: datetime | None = None
+    ) -> SessionRecord:
+        """Bring a snapshot back: over its own id when nothing is newer, else as a copy.
+
+        Without ``session_id`` the session is recreated exactly as snapshotted (ids,
+        sequence numbers, timestamps, metadata, totals), but only from the newest
+        snapshot of its id and only while the session is purged, or archived with
+        nothing the snapshot lacks: :class:`SessionActive` or
+        :class:`SnapshotSuperseded` otherwise. With ``session_id`` the snapshot is
+        recreated as a new session under that id, which must be free
+        (:class:`SessionExists`, :class:`SessionIdRetired`). See
+        :mod:`sessionstore.snapshots`.
+        """
         if (
             isinstance(snapshot_id, bool)
             or not isinstance(snapshot_id, int)
             or not 1 <= snapshot_id < 2**63
         ):
-            raise InvalidInput(f"snapshot_id must be a positive integer, not {snapshot_id!r}")
+            raise InvalidInput(f"snapshot_id must be a positive integer, not {shown(snapshot_id)}")
+        target = None if session_id is None else check_id("session_id", session_id)
         now = self._now(now)
-
-        def work(conn: Connection) -> SessionRecord:
-            payload = conn.execute(select(N.payload).where(N.snapshot_id == snapshot_id)).scalar()
-            if payload is None:
-                raise SnapshotNotFound(snapshot_id)
-            parsed = parse_export(zlib.decompress(payload).decode("utf-8"))
-            session_id = parsed.session["session_id"]
-            status = conn.execute(
-                select(S.status).where(S.session_id == session_id).with_for_update()
-            ).scalar()
-            if status == "active":
-                raise SessionActive(session_id)
-            if status is not None:
-                conn.execute(delete(Session).where(S.session_id == session_id))
-            record = recreate(conn, parsed, session_id=session_id, keep_ids=True)
-            _record(conn, session_id, "restore", None, snapshot_id, now)
-            return record
-
-        return self._runner.write(work)
+        return self._runner.write(lambda conn: snapshots.restore(conn, snapshot_id, target, now))
 
     def snapshots(self, session_id: str) -> list[SnapshotInfo]:
         """The session's snapshots, newest first (also after the session was purged)."""
         session_id = check_id("session_id", session_id)
-        stmt = (
-            select(*_SNAPSHOT_COLUMNS)
-            .where(N.session_id == session_id)
-            .order_by(N.snapshot_id.desc())
-        )
-        return self._runner.read(lambda conn: [SnapshotInfo(*row) for row in conn.execute(stmt)])
+        return self._runner.read(lambda conn: snapshots.list_snapshots(conn, session_id))
 
     def prune_snapshots(
         self, keep: int = 1, *, session_id: str | None = None, now: datetime | None = None
@@ -426,27 +351,7 @@ class Lifecycle:
         if session_id is not None:
             session_id = check_id("session_id", session_id)
         now = self._now(now)
-        ranked = select(
-            N.snapshot_id,
-            N.session_id,
-            func.row_number()
-            .over(partition_by=N.session_id, order_by=N.snapshot_id.desc())
-            .label("position"),
-        )
-        if session_id is not None:
-            ranked = ranked.where(N.session_id == session_id)
-        old = ranked.subquery()
-
-        def work(conn: Connection) -> int:
-            doomed = conn.execute(
-                select(old.c.snapshot_id, old.c.session_id).where(old.c.position > keep)
-            ).all()
-            for snapshot, owner in doomed:
-                conn.execute(delete(Snapshot).where(N.snapshot_id == snapshot))
-                _record(conn, owner, "prune_snapshot", f"keep {keep}", snapshot, now)
-            return len(doomed)
-
-        return self._runner.write(work)
+        return self._runner.write(lambda conn: snapshots.prune(conn, keep, session_id, now))
 
     def history(self, session_id: str) -> list[LifecycleRecord]:
         """Every lifecycle action on the session, oldest first."""
@@ -503,26 +408,13 @@ class Lifecycle:
         if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= timedelta(days=366):
             raise InvalidInput("ttl must be a positive timedelta of at most a year")
 
-        def work(conn: Connection) -> bool:
-            conn.execute(
-                dialect_insert(conn.dialect.name, Lease)
-                .values(name=name, holder=holder, expires_at=now + ttl)
-                .on_conflict_do_nothing(index_elements=[L.name])
-            )
-            taken = conn.execute(
-                update(Lease)
-                .where(L.name == name, or_(L.holder == holder, L.expires_at <= now))
-                .values(holder=holder, expires_at=now + ttl)
-                .returning(L.name)
-            ).first()
-            return taken is not None
-
-        return self._runner.write(work)
+        return self._runner.write(lambda conn: leases.acquire(conn, name, holder, now, ttl))
 
     def release_lease(self, name: str, holder: str) -> None:
-        self._runner.write(
-            lambda conn: conn.execute(delete(Lease).where(L.name == name, L.holder == holder))
-        )
+        """Give the named lease up, if ``holder`` holds it."""
+        name = check_id("lease name", name)
+        holder = check_id("lease holder", holder)
+        self._runner.write(lambda conn: leases.release(conn, name, holder))
 
     def _now(self, now: datetime | None) -> datetime:
         if now is None:
@@ -530,76 +422,12 @@ class Lifecycle:
         return aware_utc("now", now)
 
 
-_SNAPSHOT_COLUMNS = (
-    N.snapshot_id,
-    N.session_id,
-    N.created_at,
-    N.reason,
-    N.message_count,
-    N.raw_bytes,
-    N.stored_bytes,
-)
-
-
-def _shift(moment: datetime, span: object, name: str, sign: int) -> datetime:
-    """``moment`` moved by a non-negative ``span``, within the datetimes a database keeps."""
-    if not isinstance(span, timedelta) or span < timedelta(0):
-        raise InvalidInput(f"{name} must be a non-negative timedelta, not {span!r}")
-    try:
-        return aware_utc(name, moment + sign * span)
-    except OverflowError:
-        raise InvalidInput(f"{name} reaches beyond the years a database can store") from None
-
-
 def _locked(conn: Connection, session_id: str) -> SessionRecord:
-    """The session, its row locked for this transaction (BEGIN IMMEDIATE on SQLite)."""
+    """The session, its id's lock and its row held for this transaction."""
+    lock_id(conn, session_id)
     row = conn.execute(
         select(*SESSION_COLUMNS).where(S.session_id == session_id).with_for_update()
     ).first()
     if row is None:
         raise SessionNotFound(session_id)
     return session_from_db(row)
-
-
-def _take_snapshot(conn: Connection, session_id: str, now: datetime, reason: str) -> SnapshotInfo:
-    sink = _Compressor()
-    count = write_session(conn, session_id, "json", sink)
-    payload = sink.finish()
-    snapshot_id = conn.execute(
-        insert(Snapshot)
-        .values(
-            session_id=session_id,
-            created_at=now,
-            reason=reason,
-            format=SNAPSHOT_FORMAT,
-            message_count=count,
-            raw_bytes=sink.raw_bytes,
-            stored_bytes=len(payload),
-            payload=payload,
-        )
-        .returning(N.snapshot_id)
-    ).scalar_one()
-    return SnapshotInfo(
-        int(snapshot_id), session_id, now, reason, count, sink.raw_bytes, len(payload)
-    )
-
-
-def _record(
-    conn: Connection,
-    session_id: str,
-    action: str,
-    reason: str | None,
-    snapshot_id: int | None,
-    now: datetime,
-    details: dict[str, Any] | None = None,
-) -> None:
-    conn.execute(
-        insert(LifecycleEvent).values(
-            session_id=session_id,
-            action=action,
-            reason=reason,
-            snapshot_id=snapshot_id,
-            occurred_at=now,
-            details=json.dumps(details) if details else None,
-        )
-    )

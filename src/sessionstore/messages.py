@@ -24,7 +24,13 @@ from typing import Any
 from sqlalchemy import Connection, Text, bindparam, insert, select, update
 from sqlalchemy import delete as sql_delete
 
-from .errors import InvalidCursor, InvalidInput, MessageNotFound, SessionArchived, SessionNotFound
+from .errors import (
+    InvalidInput,
+    MessageNotFound,
+    SessionArchived,
+    SessionNotFound,
+    StoreBusyError,
+)
 from .models import BigInt, Message, Real, Session, UTCDateTime
 from .prepared import Prepared, from_db_time, to_db_time
 from .records import MessageRecord, NewMessage, Page
@@ -99,6 +105,8 @@ _SESSION_STATUS = Prepared(select(S.status).where(S.session_id == bindparam("sid
 _LOCK_SESSION = (
     select(S.status, S.last_seq).where(S.session_id == bindparam("sid")).with_for_update()
 )
+_REPLACED_ATTEMPTS = 3
+_REPLACED = "session {session_id!r} was replaced again and again while this append waited"
 _BY_CLIENT_ID = select(*MESSAGE_COLUMNS).where(
     M.session_id == bindparam("sid"), M.client_msg_id == bindparam("cid")
 )
@@ -144,12 +152,26 @@ def _appended(row: Any, params: Mapping[str, Any]) -> MessageRecord:
     )  # fmt: skip
 
 
+def _lock_session(conn: Connection, session_id: str) -> Any:
+    """The session's row (status, last_seq), locked for this transaction.
+
+    On PostgreSQL a ``FOR UPDATE`` that waited for a restore (or any transaction
+    that deleted the session and created it again) finds the row it waited for
+    deleted and skips it, while the new row is already there: the next
+    statement sees it. SQLite's BEGIN IMMEDIATE never lets that happen.
+    """
+    for _ in range(_REPLACED_ATTEMPTS):
+        lock = conn.execute(_LOCK_SESSION, {"sid": session_id}).first()
+        if lock is not None:
+            return lock
+        require_session(conn, session_id)
+    raise StoreBusyError(_REPLACED.format(session_id=session_id))
+
+
 def _append_idempotent(conn: Connection, params: Mapping[str, Any]) -> MessageRecord:
     """Append unless this client id was stored before; then return the stored message."""
     session_id = params["sid"]
-    lock = conn.execute(_LOCK_SESSION, params).first()
-    if lock is None:
-        raise SessionNotFound(session_id)
+    lock = _lock_session(conn, session_id)
     stored = conn.execute(_BY_CLIENT_ID, params).first()
     if stored is not None:
         return message_from_db(stored)
@@ -215,11 +237,15 @@ class MessageRepository:
             return self._runner.write(lambda conn: _append_idempotent(conn, params))
 
         def work(raw: Raw) -> MessageRecord:
-            row = raw.first(_APPEND, {**params, "ts": to_db_time(now, raw.dialect.name)})
-            if row is None:
+            bound = {**params, "ts": to_db_time(now, raw.dialect.name)}
+            # Again only on PostgreSQL, when the row being waited for was replaced
+            # (see _lock_session); otherwise the first miss is the answer.
+            for _ in range(_REPLACED_ATTEMPTS):
+                row = raw.first(_APPEND, bound)
+                if row is not None:
+                    return _appended(row, params)
                 _require_active(raw, session_id)
-                raise SessionNotFound(session_id)  # pragma: no cover - one transaction
-            return _appended(row, params)
+            raise StoreBusyError(_REPLACED.format(session_id=session_id))
 
         return self._runner.fast_write(work)
 
@@ -239,9 +265,7 @@ class MessageRepository:
         now = self._clock()
 
         def work(conn: Connection) -> list[MessageRecord]:
-            lock = conn.execute(_LOCK_SESSION, {"sid": session_id}).first()
-            if lock is None:
-                raise SessionNotFound(session_id)
+            lock = _lock_session(conn, session_id)
             if lock.status != "active":
                 raise SessionArchived(session_id)
             stored: dict[str, MessageRecord] = {}
@@ -337,11 +361,11 @@ class MessageRepository:
         """The session's messages, oldest first, one keyset page at a time."""
         session_id = check_id("session_id", session_id)
         limit = check_limit(limit)
-        after = 0
+        # Before every sequence number (legacy rows may hold 0 or below): the
+        # smallest the column holds, a 4-byte integer on PostgreSQL.
+        after = -(2**31) if self._runner.dialect == "postgresql" else -(2**63)
         if cursor is not None:
-            cursor_session, after = decode_cursor(cursor, _CURSOR, str, int)
-            if cursor_session != session_id:
-                raise InvalidCursor("the cursor belongs to another session's history")
+            (after,) = decode_cursor(cursor, _CURSOR, (session_id,), int)
 
         def work(raw: Raw) -> Page[MessageRecord]:
             rows = raw.all(_HISTORY, {"sid": session_id, "after": after, "limit": limit + 1})
@@ -350,7 +374,7 @@ class MessageRepository:
             items = tuple(message_from_db(row) for row in rows[:limit])
             next_cursor = None
             if len(rows) > limit:
-                next_cursor = encode_cursor(_CURSOR, session_id, items[-1].sequence_number)
+                next_cursor = encode_cursor(_CURSOR, (session_id,), items[-1].sequence_number)
             return Page(items, next_cursor)
 
         return self._runner.fast_read(work)

@@ -16,8 +16,12 @@ transactions, see ``engine.py``), with foreign keys switched off *before*
 not cascade, and ``PRAGMA foreign_key_check`` run before the commit. An
 upgrade that fails or is killed midway leaves the previous revision in place.
 
+Downgrades take the same path in the other direction
+(:func:`sessionstore.downgrades.downgrade`), planned in full under the write
+lock before any revision runs.
+
 ``alembic upgrade head`` from the command line arrives here too, through
-``alembic/env.py``.
+``alembic/env.py`` and :mod:`sessionstore.alembic_runner`.
 """
 
 from __future__ import annotations
@@ -37,9 +41,10 @@ from sqlalchemy import Connection, Engine, inspect, text
 
 from alembic import command
 
+from . import files
 from .backup import backup_sqlite_file, default_backup_path
 from .config import StoreConfig
-from .engine import build_engine, ensure_wal, reader, sqlite_path
+from .engine import ensure_wal, probe, reader, sqlite_path
 from .errors import (
     ConstraintViolation,
     MigrationError,
@@ -151,8 +156,10 @@ def database_state(conn: Connection) -> DatabaseState:
                 f"sessionstore does not know (its head is {head_revision()!r}); "
                 "install the sessionstore release that wrote it"
             )
-        return DatabaseState("versioned", revision, tables)
-    own = [t for t in tables if not t.startswith(_IGNORED_PREFIXES)]
+        if revision is not None:
+            return DatabaseState("versioned", revision, tables)
+    # No revision (never stamped, or downgraded to base): what do the tables say?
+    own = [t for t in tables if not t.startswith(_IGNORED_PREFIXES) and t != "alembic_version"]
     if not own:
         return DatabaseState("empty", None, tables)
     if set(own) >= LEGACY_TABLES and conn.dialect.name == "sqlite":
@@ -240,6 +247,7 @@ def _migrate(
     skip_when_current: bool,
     backup_dir: Path | None = None,
     adopt_legacy: bool = True,
+    before_run: Callable[[Connection, str | None], None] | None = None,
 ) -> UpgradeReport:
     head = head_revision()
     path = sqlite_path(engine)
@@ -257,17 +265,22 @@ def _migrate(
             target = backup_dir / target.name
         backup_path = backup_sqlite_file(path, target)
     # The file is ours (or empty): now it may be switched to WAL, outside any transaction.
+    files.step("upgrade:wal")
     ensure_wal(engine)
 
     with engine.connect() as conn, _foreign_keys_off(conn), conn.begin():
         # Look again under the write lock: another process may have got here first.
         state = database_state(conn)
         if state.kind == "legacy" and adopt_legacy:
+            files.step("upgrade:stamp")
             _stamp_legacy(conn)
         start = MigrationContext.configure(conn).get_current_revision()
         census = None
+        if before_run is not None:
+            before_run(conn, start)
         if start == LEGACY_BASELINE and state.kind != "empty":
             census = _legacy_census(conn)
+        files.step("upgrade:migrate")
         run(conn)
         end = MigrationContext.configure(conn).get_current_revision()
         if conn.dialect.name == "sqlite" and end != start:
@@ -277,8 +290,12 @@ def _migrate(
                     f"foreign key check failed, upgrade rolled back: {problems[:5]}"
                 )
         indexed = 0
+        if end in (None, LEGACY_BASELINE):
+            census = None  # nothing was adopted: a downgrade, or a stamp at the baseline
         if census is not None:
             indexed = int(conn.execute(text("SELECT COUNT(*) FROM messages")).scalar() or 0)
+        files.step("upgrade:commit")
+    files.step("upgrade:done")
 
     applied = _revisions_between(start, end)
     return UpgradeReport(
@@ -297,10 +314,18 @@ def _migrate(
 
 
 def _revisions_between(start: str | None, end: str | None) -> tuple[str, ...]:
-    if start == end or end is None:
+    """The revisions applied going from ``start`` up to ``end``, oldest first (none
+    when ``end`` is not above ``start``: a downgrade reports what it undid itself)."""
+    walked: list[str] = []
+    revision = end
+    while revision is not None and revision != start:
+        walked.append(revision)
+        script = _scripts().get_revision(revision)
+        down = script.down_revision if script is not None else None
+        revision = down if isinstance(down, str) else None
+    if revision != start:
         return ()
-    revisions = [rev.revision for rev in _scripts().iterate_revisions(end, start or "base")]
-    return tuple(reversed(revisions))
+    return tuple(reversed(walked))
 
 
 def upgrade(
@@ -313,6 +338,8 @@ def upgrade(
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, target)
 
+    # A server or file that cannot be reached is said so, not blamed on the upgrade.
+    probe(engine)
     try:
         return _migrate(engine, run, skip_when_current=target == "head", backup_dir=backup_dir)
     except SessionStoreError:
@@ -321,25 +348,14 @@ def upgrade(
         raise _migration_error(exc, engine) from exc
 
 
-def _migration_error(exc: Exception, engine: Engine) -> SessionStoreError:
+def _migration_error(exc: Exception, engine: Engine, what: str = "upgrade") -> SessionStoreError:
     translated = translate(exc, path=sqlite_path(engine))
     if type(translated) in (StorageError, ConstraintViolation):
         # The driver's own words, without the statement SQLAlchemy appends.
         return MigrationError(
-            f"the upgrade failed and was rolled back; the database is unchanged: {translated}"
+            f"the {what} failed and was rolled back; the database is unchanged: {translated}"
         )
     return translated
-
-
-def run_alembic_online(
-    url: str | None, run: Callable[[Connection], None], *, adopt_legacy: bool = True
-) -> None:
-    """The ``alembic`` command line's way in (called from ``alembic/env.py``)."""
-    engine = build_engine(StoreConfig.from_env(url))
-    try:
-        _migrate(engine, run, skip_when_current=False, adopt_legacy=adopt_legacy)
-    finally:
-        engine.dispose()
 
 
 def check_at_head(engine: Engine) -> None:

@@ -48,6 +48,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
+from .prepared import from_db_time
+
 __all__ = [
     "ROLES",
     "STATUSES",
@@ -118,9 +120,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return from_db_time(value)
 
 
 def to_utc_text(value: datetime) -> str:

@@ -25,6 +25,8 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from .errors import DatabaseCorruptError, shown
+
 __all__ = ["Prepared", "from_db_time", "to_db_time"]
 
 
@@ -81,8 +83,33 @@ def to_db_time(value: datetime, dialect_name: str) -> Any:
 
 
 def from_db_time(value: Any) -> datetime:
-    """A stored timestamp (SQLite text, or a naive or aware UTC datetime) as an aware one."""
+    """A stored timestamp (SQLite text, or a naive or aware UTC datetime) as an aware one.
+
+    What the store writes takes the fast path. Anything else a legacy file may
+    hold is read if it is a time at all (ISO text with ``Z`` or an offset, Unix
+    seconds); what is not is :class:`DatabaseCorruptError`, never a ``ValueError``.
+    """
     if value.__class__ is str:
-        # Parsing the offset with the text is several times faster than .replace(tzinfo=...).
-        return datetime.fromisoformat(value + "+00:00")
-    return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        try:
+            # Parsing the offset with the text is several times faster than .replace(tzinfo=...).
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:
+            return _foreign_time(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+    return _foreign_time(value)
+
+
+def _foreign_time(value: object) -> datetime:
+    """A timestamp in a form the store never writes, as an aware UTC datetime."""
+    try:
+        if isinstance(value, str):
+            parsed = datetime.fromisoformat(value.strip())
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    raise DatabaseCorruptError(f"a stored timestamp is not a time: {shown(value)}")

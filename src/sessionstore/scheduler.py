@@ -21,7 +21,7 @@ from contextlib import suppress
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from .errors import InvalidInput, SessionStoreError
+from .errors import InvalidInput, SessionStoreError, StoreClosedError, shown
 
 if TYPE_CHECKING:
     from .lifecycle import Lifecycle, PurgeReport, SweepReport
@@ -30,6 +30,10 @@ __all__ = ["Scheduler"]
 
 log = logging.getLogger(__name__)
 LEASE = "sweep"
+#: The longest interval between runs: the lease lasts three intervals, and a
+#: lease may last at most a year (see ``Lifecycle.acquire_lease``).
+MAX_INTERVAL = timedelta(days=30)
+_CENTURY = timedelta(days=36_600)
 
 
 class Scheduler:
@@ -38,8 +42,22 @@ class Scheduler:
     def __init__(
         self, lifecycle: Lifecycle, *, every: timedelta, purge_after: timedelta | None
     ) -> None:
-        if not isinstance(every, timedelta) or every <= timedelta(0):
-            raise InvalidInput("every must be a positive timedelta")
+        if not isinstance(every, timedelta) or not timedelta(0) < every <= MAX_INTERVAL:
+            raise InvalidInput(
+                f"every must be a positive timedelta of at most 30 days, not {shown(every)}"
+            )
+        # Checked here, not at the first run: a bad retention must fail the caller,
+        # not the background thread an hour later.
+        if purge_after is not None and (
+            not isinstance(purge_after, timedelta) or not timedelta(0) < purge_after <= _CENTURY
+        ):
+            raise InvalidInput(
+                f"purge_after must be a positive timedelta of at most a century, or None; "
+                f"not {shown(purge_after)}"
+            )
+        if getattr(lifecycle._runner, "closed", False):
+            # Else the thread would start, fail every turn, and outlive the closed store.
+            raise StoreClosedError()
         self._lifecycle = lifecycle
         self.every = every
         self.purge_after = purge_after

@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .errors import InvalidInput, SessionExists, SessionNotFound
+from .ids import lock_id, newest_snapshot, record_event, require_free
 from .models import STATUSES, Session, SessionMetadata
 from .prepared import Prepared, from_db_time, to_db_time
 from .records import Page, SessionRecord
@@ -76,7 +77,11 @@ _RENAME = (
     .values(title=bindparam("title"), updated_at=bindparam("now"))
     .returning(*SESSION_COLUMNS)
 )
-_DELETE = delete(Session).where(S.session_id == bindparam("session_id")).returning(S.session_id)
+_DELETE = (
+    delete(Session)
+    .where(S.session_id == bindparam("session_id"))
+    .returning(S.session_id, S.message_count, S.last_seq)
+)
 _METADATA = select(D.key, D.value).where(D.session_id == bindparam("session_id")).order_by(D.key)
 _METADATA_ONE = select(D.value).where(
     D.session_id == bindparam("session_id"), D.key == bindparam("key")
@@ -160,12 +165,17 @@ class SessionRepository:
     ) -> SessionRecord:
         """A new, empty, active session; :class:`SessionExists` if the id is taken.
 
+        An id whose purged session still has snapshots is retired
+        (:class:`SessionIdRetired`): a new session under it would hand out the
+        old one's sequence numbers again.
+
         ``idle_timeout`` and ``hard_timeout`` override the store's defaults for
         this session (see :mod:`sessionstore.lifecycle`).
         """
         model_id = check_id("model_id", model_id)
         model_name = check_optional_text("model_name", model_name)
         title = check_optional_text("title", title)
+        chosen = session_id is not None
         session_id = str(uuid.uuid4()) if session_id is None else check_id("session_id", session_id)
         pairs = check_metadata_pairs(metadata)
         idle = check_timeout("idle_timeout", idle_timeout)
@@ -189,6 +199,11 @@ class SessionRepository:
         )
 
         def work(conn: Connection) -> SessionRecord:
+            if chosen:
+                # A chosen id may be retired (a purged session's snapshots still
+                # hold it); a fresh uuid never is.
+                lock_id(conn, session_id)
+                require_free(conn, session_id)
             stmt = (
                 dialect_insert(conn.dialect.name, Session)
                 .values(
@@ -247,7 +262,8 @@ class SessionRepository:
         if model_id is not None:
             model_id = check_id("model_id", model_id)
         status = check_status(status)
-        after = decode_cursor(cursor, _CURSOR, datetime, str) if cursor is not None else None
+        bound = (model_id, status)
+        after = None if cursor is None else decode_cursor(cursor, _CURSOR, bound, datetime, str)
         stmt = _list_statement(model_id is not None, status is not None, after is not None)
         params: dict[str, Any] = {"limit": limit + 1, "model_id": model_id, "status": status}
         if after is not None:
@@ -260,7 +276,7 @@ class SessionRepository:
             next_cursor = None
             if len(rows) > limit:
                 last = items[-1]
-                next_cursor = encode_cursor(_CURSOR, last.last_activity, last.session_id)
+                next_cursor = encode_cursor(_CURSOR, bound, last.last_activity, last.session_id)
             return Page(items, next_cursor)
 
         return self._runner.fast_read(work)
@@ -288,18 +304,32 @@ class SessionRepository:
         return self._runner.write(work)
 
     def delete(self, session_id: str) -> None:
-        """Delete the session; its messages and metadata go with it."""
+        """Delete the session; its messages and metadata go with it.
+
+        Its snapshots stay (as after a purge). The deletion is then recorded in
+        the session's history as a purge with reason ``"delete"``, with the last
+        sequence number handed out, so that no older snapshot is restored over
+        the id as if those numbers had never been given.
+        """
         session_id = check_id("session_id", session_id)
+        now = self._clock()
 
         def work(conn: Connection) -> None:
-            if conn.execute(_DELETE, {"session_id": session_id}).first() is None:
+            lock_id(conn, session_id)
+            row = conn.execute(_DELETE, {"session_id": session_id}).first()
+            if row is None:
                 raise SessionNotFound(session_id)
+            snapshot_id = newest_snapshot(conn, session_id)
+            if snapshot_id is not None:
+                details = {"messages": row.message_count, "last_seq": row.last_seq}
+                record_event(conn, session_id, "purge", "delete", snapshot_id, now, details)
 
         self._runner.write(work)
 
     def set_metadata(self, session_id: str, key: str, value: str | None) -> None:
         session_id = check_id("session_id", session_id)
-        pairs = check_metadata_pairs({key: value})
+        # The key is checked before it becomes a dict key: ``{}`` is not hashable.
+        pairs = check_metadata_pairs({check_id("metadata key", key): value})
 
         def work(conn: Connection) -> None:
             require_session(conn, session_id)

@@ -2,15 +2,22 @@
 
 Computed from the ``sessions`` rows alone, whose counts and totals the
 triggers keep exact, so the cost grows with the number of sessions and
-never with the number of messages.
+never with the number of messages. Sums are exact: where SQLite's 64-bit
+``SUM`` would overflow (totals adopted from a legacy file can be anything),
+the rows are summed in Python instead, and a duration total that no float
+can hold is reported as the largest float, never ``inf``.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Float, Numeric, cast, func, select, type_coerce
+from sqlalchemy.exc import OperationalError
 
 from .models import Session
 from .prepared import from_db_time
@@ -50,6 +57,40 @@ def _time(value: object) -> datetime | None:
     return None if value is None else from_db_time(value)
 
 
+def _finite(total: float) -> float:
+    return min(total, sys.float_info.max)
+
+
+def _number(value: object) -> Any:
+    """A stored total as SQLite's SUM reads it: text that is not a number counts as 0."""
+    if isinstance(value, int | float):
+        return value
+    try:
+        return float(str(value))
+    except ValueError:
+        return 0
+
+
+def _sum_in_python(conn: Connection) -> list[tuple[Any, ...]]:
+    """The per-model rows of ``collect_stats``, with exact integer sums of any size."""
+    groups: dict[str, list[Any]] = {}
+    rows = conn.execute(
+        select(
+            S.model_id, S.message_count, S.total_tokens, S.total_duration_seconds,
+            S.created_at, S.last_activity,
+        )
+    )  # fmt: skip
+    for model_id, messages, tokens, duration, created, active in rows:
+        group = groups.setdefault(model_id, [model_id, 0, 0, 0, 0.0, created, active])
+        group[1] += 1
+        group[2] += int(_number(messages))
+        group[3] += int(_number(tokens))
+        group[4] += float(_number(duration))
+        group[5] = min(group[5], created)
+        group[6] = max(group[6], active)
+    return sorted((tuple(g) for g in groups.values()), key=lambda g: (-g[1], g[0]))
+
+
 def collect_stats(runner: Runner) -> StoreStats:
     per_model = (
         select(
@@ -57,7 +98,8 @@ def collect_stats(runner: Runner) -> StoreStats:
             func.count(),
             func.coalesce(func.sum(S.message_count), 0),
             func.coalesce(func.sum(S.total_tokens), 0),
-            func.coalesce(func.sum(S.total_duration_seconds), 0.0),
+            # Summed as NUMERIC: PostgreSQL's float8 sum raises on overflow.
+            type_coerce(func.coalesce(func.sum(cast(S.total_duration_seconds, Numeric)), 0), Float),
             func.min(S.created_at),
             func.max(S.last_activity),
         )
@@ -67,17 +109,23 @@ def collect_stats(runner: Runner) -> StoreStats:
     per_status = select(S.status, func.count()).group_by(S.status)
 
     def work(conn: Connection) -> StoreStats:
+        try:
+            rows: Iterable[Any] = conn.execute(per_model).all()
+        except OperationalError as exc:
+            if "integer overflow" not in str(exc.orig):
+                raise
+            rows = _sum_in_python(conn)
         models = tuple(
             ModelStats(
                 model_id=row[0],
                 sessions=int(row[1]),
                 messages=int(row[2]),
                 tokens=int(row[3]),
-                duration_seconds=float(row[4]),
+                duration_seconds=_finite(float(row[4])),
                 first_session=_time(row[5]),
                 last_activity=_time(row[6]),
             )
-            for row in conn.execute(per_model)
+            for row in rows
         )
         statuses = {str(status): int(count) for status, count in conn.execute(per_status)}
         firsts = [m.first_session for m in models if m.first_session is not None]
@@ -86,7 +134,7 @@ def collect_stats(runner: Runner) -> StoreStats:
             sessions=sum(m.sessions for m in models),
             messages=sum(m.messages for m in models),
             tokens=sum(m.tokens for m in models),
-            duration_seconds=sum(m.duration_seconds for m in models),
+            duration_seconds=_finite(sum(m.duration_seconds for m in models)),
             by_status=statuses,
             by_model=models,
             first_session=min(firsts, default=None),

@@ -14,6 +14,9 @@ Opening a store brings the database to the current schema first (an empty
 file is created, a legacy file is backed up and adopted; see
 :mod:`sessionstore.migrations`) unless ``upgrade=False``, in which case a
 database that is not current is refused with :class:`SchemaMismatchError`.
+``create=False`` opens only a database that exists: a missing SQLite file is
+:class:`DatabaseNotFound` and nothing is created. Read-only tools open with
+both (``create=False, upgrade=False``) and leave every file as they found it.
 Nothing is created at import time: the engine is the store's, and
 :meth:`close` disposes of it.
 """
@@ -33,26 +36,31 @@ from typing import IO, Any, Self
 from sqlalchemy import Engine
 
 from . import migrations
-from .backup import (
-    BackupReport,
-    RestoreReport,
-    backup_postgres,
-    backup_sqlite_file,
-    restore_postgres,
-    restore_sqlite_file,
-)
+from .backup import BackupReport, RestoreReport, backup_sqlite_file
 from .config import StoreConfig
-from .engine import PoolStatus, build_engine, is_memory, normalize_url, pool_status, sqlite_path
+from .engine import (
+    PoolStatus,
+    build_engine,
+    is_memory,
+    normalize_url,
+    pool_status,
+    probe,
+    sqlite_path,
+)
 from .errors import InvalidInput, InvalidStateError, StoreClosedError
-from .export import Format, export_session, import_session
+from .export import Format, export_session
 from .health import Health
+from .imports import import_session
 from .lifecycle import Lifecycle
 from .messages import MessageRepository
+from .pgdump import backup_postgres, restore_postgres
 from .records import SessionRecord
+from .restore import restore_sqlite_file
 from .search import SearchRepository
 from .sessions import SessionRepository
 from .stats import StoreStats, collect_stats
 from .transactions import StoreRunner, TransactionRunner
+from .validation import check_id
 
 __all__ = ["SessionStore", "Transaction"]
 
@@ -75,6 +83,18 @@ def _in_utc(clock: Clock) -> Clock:
     return now
 
 
+def _require(name: str, value: object, kind: type) -> None:
+    """An object a store is built from, checked before anything uses it."""
+    if not isinstance(value, kind):
+        raise InvalidInput(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
+
+
+def _check_clock(clock: object) -> None:
+    if clock is not None and not callable(clock):
+        kind = type(clock).__name__
+        raise InvalidInput(f"clock must be a function returning a datetime, not {kind}")
+
+
 @dataclass(frozen=True, slots=True)
 class Transaction:
     """The repositories, bound to one open transaction (see :meth:`SessionStore.transaction`)."""
@@ -95,6 +115,10 @@ class SessionStore:
         clock: Clock | None = None,
         owns_engine: bool = False,
     ) -> None:
+        _require("engine", engine, Engine)
+        if config is not None:
+            _require("config", config, StoreConfig)
+        _check_clock(clock)
         self._engine = engine
         self._config = config or StoreConfig(url=engine.url.render_as_string(hide_password=False))
         self._clock = _in_utc(clock) if clock is not None else utc_now
@@ -129,20 +153,43 @@ class SessionStore:
         url: str | None = None,
         *,
         upgrade: bool = True,
+        create: bool = True,
+        check_schema: bool = True,
         clock: Clock | None = None,
         **options: Any,
     ) -> Self:
-        """Open the database at ``url`` (else ``$SESSIONSTORE_URL``, else the default file)."""
-        return cls.from_config(StoreConfig.from_env(url, **options), upgrade=upgrade, clock=clock)
+        """Open the database at ``url`` (else ``$SESSIONSTORE_URL``, else the default file).
+
+        ``upgrade=False`` never changes the schema: a database not at the current
+        revision is refused with :class:`SchemaMismatchError` (unless
+        ``check_schema=False``, for diagnostic tools that report the schema
+        themselves). ``create=False`` never creates a database: a missing SQLite file
+        is :class:`DatabaseNotFound`.
+        """
+        return cls.from_config(
+            StoreConfig.from_env(url, **options),
+            upgrade=upgrade,
+            create=create,
+            check_schema=check_schema,
+            clock=clock,
+        )
 
     @classmethod
     def from_config(
-        cls, config: StoreConfig, *, upgrade: bool = True, clock: Clock | None = None
+        cls,
+        config: StoreConfig,
+        *,
+        upgrade: bool = True,
+        create: bool = True,
+        check_schema: bool = True,
+        clock: Clock | None = None,
     ) -> Self:
-        engine = build_engine(config)
+        _require("config", config, StoreConfig)
+        _check_clock(clock)
+        engine = build_engine(config, create=create)
         store = cls(engine, config=config, clock=clock, owns_engine=True)
         try:
-            store._prepare(upgrade)
+            store._prepare(upgrade, check_schema=check_schema)
         except BaseException:
             store.close()
             raise
@@ -158,15 +205,19 @@ class SessionStore:
         **options: Any,
     ) -> Self:
         """A store on an engine the caller made (and disposes of: :meth:`close` leaves it)."""
-        config = StoreConfig(url=engine.url.render_as_string(hide_password=False), **options)
-        store = cls(engine, config=config, clock=clock)
+        _require("engine", engine, Engine)
+        _check_clock(clock)
+        url = engine.url.render_as_string(hide_password=False)
+        store = cls(engine, config=StoreConfig.from_env(url, **options), clock=clock)
         store._prepare(upgrade)
         return store
 
-    def _prepare(self, upgrade: bool) -> None:
+    def _prepare(self, upgrade: bool, *, check_schema: bool = True) -> None:
+        # A server or file that cannot be reached is said so here, not blamed on the upgrade.
+        probe(self._engine)
         if upgrade:
             self.upgrade_report = self.upgrade()
-        else:
+        elif check_schema:
             migrations.check_at_head(self._engine)
 
     def close(self) -> None:
@@ -217,6 +268,9 @@ class SessionStore:
     def upgrade(self, target: str = "head") -> migrations.UpgradeReport:
         """Bring the database to ``target``; see :mod:`sessionstore.migrations`."""
         self._check_open()
+        # Alembic takes lists, tuples and iterables of revisions too, and walks
+        # whatever it is given: only a revision name gets that far.
+        target = check_id("target", target)
         return migrations.upgrade(self._engine, target)
 
     # --- transactions ----------------------------------------------------------------
@@ -242,7 +296,11 @@ class SessionStore:
     def export(
         self, session_id: str, format: Format = "json", out: IO[str] | None = None
     ) -> str | None:
-        """The whole session as JSON or Markdown, streamed to ``out`` or returned as text."""
+        """The whole session as JSON or Markdown, streamed to ``out`` or returned as text.
+
+        ``out`` is a text file object (``open(path, "w")``, ``io.StringIO``); anything
+        else, a path included, is :class:`InvalidInput`.
+        """
         return export_session(self._runner, session_id, format, out)
 
     def import_session(
@@ -251,7 +309,12 @@ class SessionStore:
         *,
         session_id: str | None = None,
     ) -> SessionRecord:
-        """Recreate a session from :meth:`export` JSON (optionally under a new id)."""
+        """Recreate a session from :meth:`export` JSON (optionally under a new id).
+
+        The document is checked as new input (what ``append`` refuses, it refuses).
+        The id must be free: :class:`SessionExists` if a session has it,
+        :class:`SessionIdRetired` if a purged session of that id still has snapshots.
+        """
         return import_session(
             self._runner,
             source,
@@ -261,46 +324,59 @@ class SessionStore:
 
     # --- backups ------------------------------------------------------------------------
 
-    def backup(self, path: str | os.PathLike[str]) -> BackupReport:
+    def backup(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> BackupReport:
         """A consistent, verified copy of the database at ``path``, while writers keep writing.
 
         SQLite: the online backup API on a dedicated connection, checked with
-        ``integrity_check``, fsynced and renamed into place. PostgreSQL: ``pg_dump``
-        in its custom format (restore it with :meth:`restore_backup`).
+        ``integrity_check``, fsynced and put in place with the database's permission
+        bits (or stricter). PostgreSQL: ``pg_dump`` in its custom format, 0600 (restore
+        it with :meth:`restore_backup`). Nothing at ``path`` is replaced unless it is
+        a backup of the same kind and ``overwrite`` is true; a link there is never
+        followed.
         """
         self._check_open()
         if self.dialect == "postgresql":
-            url = self._engine.url.set(drivername="postgresql")
-            return backup_postgres(url.render_as_string(hide_password=False), path)
+            return backup_postgres(self._engine.url, path, overwrite=overwrite)
         source = sqlite_path(self._engine)
         if source is None:
             raise InvalidStateError("an in-memory database has no file to back up")
         started = time.monotonic()
         target = backup_sqlite_file(
-            source, path, busy_timeout=self._config.busy_timeout.total_seconds()
+            source,
+            path,
+            overwrite=overwrite,
+            busy_timeout=self._config.busy_timeout.total_seconds(),
         )
         return BackupReport(target, target.stat().st_size, time.monotonic() - started)
 
     @staticmethod
     def restore_backup(
-        backup: str | os.PathLike[str], target: str | os.PathLike[str]
+        backup: str | os.PathLike[str],
+        target: str | os.PathLike[str],
+        *,
+        force: bool = False,
     ) -> RestoreReport:
-        """Replace the database ``target`` (a SQLite path or URL) with a verified backup.
+        """Put a verified backup into the database ``target`` (a SQLite path or URL).
 
-        What was at ``target`` (with its ``-wal`` and ``-shm``) is moved aside, not
-        overwritten. Close every store on ``target`` first. A ``postgresql://`` target
-        is restored with ``pg_restore --clean``.
+        SQLite: the backup is written *into* the live file in one transaction
+        (SQLite's backup API), so the file holds the old database or the restored
+        one at every instant, and stores that stay open keep working on it. A
+        healthy database is replaced only with ``force=True`` (else
+        :class:`RestoreRefused`); a copy of whatever was there is kept beside it and
+        listed in the report. Another connection holding the write lock is
+        :class:`DatabaseInUse`, and nothing changes. A ``postgresql://`` target is
+        restored with ``pg_restore --clean``, the same ``force`` rule applying.
         """
-        text = os.fspath(target)
-        if text.startswith(("postgresql:", "postgres:", "postgresql+")):
-            url = normalize_url(text).set(drivername="postgresql")
-            return restore_postgres(backup, url.render_as_string(hide_password=False))
-        if text.startswith("sqlite:"):
-            path = normalize_url(text).database
+        if isinstance(target, str) and target.startswith(
+            ("postgresql:", "postgres:", "postgresql+")
+        ):
+            return restore_postgres(backup, normalize_url(target), force=force)
+        if isinstance(target, str) and target.startswith("sqlite:"):
+            path = normalize_url(target).database
             if not path or path == ":memory:":
                 raise InvalidInput("restore_backup needs a database file, not memory")
-            text = path
-        return restore_sqlite_file(backup, text)
+            target = path
+        return restore_sqlite_file(backup, target, force=force)
 
     def stats(self) -> StoreStats:
         """Totals and a per-model breakdown, from the session rows alone."""

@@ -10,7 +10,12 @@ Repositories never commit. They hand a function of a connection to a
   :class:`StoreBusyError`. Reads begin deferred and never wait for writers.
 * :class:`TransactionRunner` (inside ``with store.transaction() as tx``) runs
   every call on the caller's one connection; the context manager commits on
-  success and rolls back on any exception.
+  success and rolls back on any exception. While it is open, a write on the
+  store itself from the same thread is refused at once with
+  :class:`NestedTransactionError`: it would need a second write transaction,
+  which would wait for the first (the thread's own) until the busy deadline.
+  Reads on the store still run, on their own connection, and see the last
+  commit, not the open transaction's writes.
 
 Driver and SQLAlchemy exceptions are translated here, once, for everything.
 """
@@ -36,6 +41,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from .engine import reader, sqlite_path
 from .errors import (
     InvalidStateError,
+    NestedTransactionError,
     SessionStoreError,
     StoreBusyError,
     StoreClosedError,
@@ -146,6 +152,8 @@ class StoreRunner:
         self._writer = threading.RLock() if self._sqlite and not serialize else None
         self.cache = ConnectionCache(engine, cache if self._sqlite and not serialize else 0)
         self.closed = False
+        # Set while this thread is inside ``with store.transaction()``.
+        self._in_transaction = threading.local()
         if self._writer is not None:
             _fork_waits_for_writers(self)
 
@@ -198,6 +206,9 @@ class StoreRunner:
         """This thread's turn: the store-wide lock (memory), the writers' lock (files)."""
         if self.closed:
             raise StoreClosedError()
+        if write and getattr(self._in_transaction, "open", False):
+            # The thread's own transaction holds the write lock this one would wait for.
+            raise NestedTransactionError()
         lock = self._lock or (self._writer if write else None)
         if lock is None:
             yield
@@ -255,7 +266,11 @@ class StoreRunner:
     def transaction(self) -> Iterator[Connection]:
         """A write transaction for the caller's block: commit on success, else roll back."""
         with self._turn(write=True), self._begin(self._engine) as conn:
-            yield conn
+            self._in_transaction.open = True
+            try:
+                yield conn
+            finally:
+                self._in_transaction.open = False
 
     @contextmanager
     def _begin(self, engine: Engine) -> Iterator[Connection]:

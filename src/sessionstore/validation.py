@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from . import errors
 from .errors import InvalidCursor, InvalidInput
 from .models import ROLES
 
@@ -31,6 +33,14 @@ __all__ = [
 
 MAX_PAGE = 1000
 MAX_ID_LENGTH = 255
+#: The longest duration of one message, in seconds (about 31 years). A session
+#: holds fewer than 2**31 messages, so no total can pass 2.2e18 or become inf.
+MAX_DURATION = 1e9
+#: The most tokens one message may count (about 10**12). A session holds fewer
+#: than 2**23 messages of that size before its 64-bit total could overflow.
+MAX_TOKENS = 2**40
+#: The longest cursor accepted; every cursor the store makes is far shorter.
+MAX_CURSOR = 4096
 
 
 def check_text(name: str, value: object, *, max_bytes: int | None = None) -> str:
@@ -67,37 +77,50 @@ def check_optional_text(name: str, value: object) -> str | None:
 
 def check_role(value: object) -> str:
     if not isinstance(value, str) or value not in ROLES:
-        raise InvalidInput(f"role must be one of {', '.join(ROLES)}, not {value!r}")
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}, not {shown(value)}")
     return value
 
 
 def check_message_id(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
-        raise InvalidInput(f"message_id must be a positive integer, not {value!r}")
+        raise InvalidInput(f"message_id must be a positive integer, not {shown(value)}")
     return value
 
 
 def check_limit(value: object, name: str = "limit") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAGE:
-        raise InvalidInput(f"{name} must be an integer from 1 to {MAX_PAGE}, not {value!r}")
+        raise InvalidInput(f"{name} must be an integer from 1 to {MAX_PAGE}, not {shown(value)}")
     return value
 
 
 def check_tokens(value: object) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-        raise InvalidInput(f"tokens must be a non-negative integer, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS:
+        raise InvalidInput(f"tokens must be an integer from 0 to 2**40, not {shown(value)}")
     return value
 
 
+def shown(value: object, width: int = 60) -> str:
+    """``repr(value)`` cut to ``width``; safe for integers too long to print."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past sys.get_int_max_str_digits()
+        text = f"<an integer of {value.bit_length()} bits>" if isinstance(value, int) else "?"
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def check_duration(value: object) -> float | None:
+    """Seconds from 0 to MAX_DURATION: finite, and small enough that every sum stays finite."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInput(f"duration must be a number of seconds, not {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise InvalidInput(f"duration must be finite and non-negative, not {value!r}")
+        raise InvalidInput(f"duration must be a number of seconds, not {shown(value)}")
+    # Compared before any conversion: float(10**400) would raise OverflowError.
+    if not (0 <= value <= MAX_DURATION) or (isinstance(value, float) and math.isnan(value)):
+        raise InvalidInput(
+            f"duration must be from 0 to {MAX_DURATION:.0f} seconds, not {shown(value)}"
+        )
     return float(value)
 
 
@@ -122,33 +145,89 @@ def check_metadata_pairs(value: Mapping[str, Any] | None) -> dict[str, str | Non
         return {}
     if not isinstance(value, Mapping):
         raise InvalidInput(f"metadata must be a mapping, not {type(value).__name__}")
-    return {
-        check_id("metadata key", key): check_optional_text(f"metadata[{key!r}]", item)
-        for key, item in value.items()
-    }
+    pairs: dict[str, str | None] = {}
+    for raw_key, item in value.items():
+        key = check_id("metadata key", raw_key)
+        pairs[key] = check_optional_text(f"metadata[{key!r}]", item)
+    return pairs
 
 
-def encode_cursor(kind: str, *values: Any) -> str:
-    payload = [kind, *(v.isoformat() if isinstance(v, datetime) else v for v in values)]
+def cursor_tag(kind: str, bound: Sequence[object]) -> str:
+    """A short digest of a query's kind and parameters, carried in its cursors.
+
+    Not a secret: it only makes a cursor from one query (other filters, terms,
+    order or session) fail loudly in another instead of paging it silently wrong.
+    """
+    text = repr((kind, *bound)).encode("utf-8", "backslashreplace")
+    return hashlib.blake2b(text, digest_size=6).hexdigest()
+
+
+def encode_cursor(kind: str, bound: Sequence[object], *values: Any) -> str:
+    """An opaque cursor: ``kind``, the tag of the query's ``bound`` parameters, ``values``."""
+    payload = [
+        kind,
+        cursor_tag(kind, bound),
+        *(v.isoformat() if isinstance(v, datetime) else v for v in values),
+    ]
     raw = json.dumps(payload, separators=(",", ":")).encode("utf-8")
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def decode_cursor(cursor: object, kind: str, *types: type) -> tuple[Any, ...]:
-    """The values inside a cursor made by :func:`encode_cursor` for ``kind``."""
-    if not isinstance(cursor, str) or not cursor or len(cursor) > 4096:
-        raise InvalidCursor(f"malformed cursor: {cursor!r:.80}")
+def decode_cursor(
+    cursor: object, kind: str, bound: Sequence[object], *types: type
+) -> tuple[Any, ...]:
+    """The values of a cursor that :func:`encode_cursor` made for this very query."""
+    # Bounded before any decoding, so a huge string costs nothing.
+    if not isinstance(cursor, str) or not cursor or len(cursor) > MAX_CURSOR:
+        raise InvalidCursor(f"malformed cursor: {errors.shown(cursor)}")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        payload = json.loads(raw.decode("utf-8"))
+        payload = _flat_list(raw.decode("utf-8"))
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise InvalidCursor(f"malformed cursor: {cursor!r:.80}") from None
-    if not isinstance(payload, list) or len(payload) != len(types) + 1 or payload[0] != kind:
+        raise InvalidCursor(f"malformed cursor: {errors.shown(cursor)}") from None
+    if len(payload) != len(types) + 2 or payload[0] != kind:
         raise InvalidCursor("the cursor belongs to another query; start again without it")
-    values: list[Any] = []
-    for item, expected in zip(payload[1:], types, strict=True):
-        values.append(_cursor_value(item, expected, cursor))
-    return tuple(values)
+    if payload[1] != cursor_tag(kind, bound):
+        raise InvalidCursor(
+            "the cursor was made for other query parameters (terms, filters, order or "
+            "session); start again without it"
+        )
+    return tuple(
+        _cursor_value(item, expected, cursor)
+        for item, expected in zip(payload[2:], types, strict=True)
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a cursor value")
+
+
+_SCALARS = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _flat_list(text: str) -> list[Any]:
+    """A JSON array of scalars, parsed one scalar at a time.
+
+    A cursor never holds a nested value, so none is parsed: ``json.loads`` on
+    thousands of nested brackets would raise ``RecursionError``.
+    """
+    if len(text) < 2 or text[0] != "[" or text[-1] != "]":
+        raise ValueError("not a JSON array")
+    items: list[Any] = []
+    position = 1
+    if text == "[]":
+        return items
+    while True:
+        if text[position : position + 1] in ("[", "{"):
+            raise ValueError("nested value")
+        value, position = _SCALARS.raw_decode(text, position)
+        items.append(value)
+        separator = text[position : position + 1]
+        if separator == "]" and position + 1 == len(text):
+            return items
+        if separator != ",":
+            raise ValueError("not a flat JSON array")
+        position += 1
 
 
 def _cursor_value(item: Any, expected: type, cursor: str) -> Any:
@@ -167,7 +246,7 @@ def _cursor_value(item: Any, expected: type, cursor: str) -> Any:
         return item
     elif expected is float and isinstance(item, int | float) and math.isfinite(item):
         return float(item)
-    raise InvalidCursor(f"malformed cursor: {cursor!r:.80}")
+    raise InvalidCursor(f"malformed cursor: {errors.shown(cursor)}")
 
 
 def aware_utc(name: str, value: object) -> datetime:

@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import os
 import random
-import re
 import shutil
 import signal
 import threading
@@ -240,7 +239,7 @@ def _backup_child(url: str, target: Path, go: int, ack: int) -> None:
     os.write(ack, b"R\n")
     os.read(go, 1)
     os.write(ack, b"S\n")
-    store.backup(target)
+    store.backup(target, overwrite=True)
     os.write(ack, b"D\n")
 
 
@@ -302,7 +301,7 @@ def test_backup_killed_midway_never_replaces_the_good_one(tmp_path: Path) -> Non
             # Put the old good backup back so every trial starts from it.
             shutil.copyfile(pristine, target)
     # What the killed runs leave behind (their finally never ran): reported, not required.
-    litter = [p for p in tmp_path.iterdir() if re.search(r"\.partial-\d+$", p.name)]
+    litter = [p for p in tmp_path.glob(".sessionstore-*/*") if p.is_file()]
     litter_bytes = sum(p.stat().st_size for p in litter)
     print(
         f"\n[backup killed midway] {KILLED_BACKUPS} kills (inside the call: {inside}): "
@@ -331,14 +330,15 @@ def test_backup_after_killed_ones_leaves_no_partial_copies(tmp_path: Path) -> No
         os.close(ack_w)
         os.close(go_r)
         reader = LineReader(ack_r)
-        partial_copy = tmp_path / f".{target.name}.partial-{pid}"
         try:
             assert reader.line(30) == "R"
             os.write(go_w, b"G")
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
+                # The copy is written in the child's private directory beside the target.
                 with contextlib.suppress(FileNotFoundError):
-                    if partial_copy.stat().st_size >= 256 * 1024:
+                    copies = list(tmp_path.glob(f".sessionstore-{pid}-*/backup.db"))
+                    if copies and copies[0].stat().st_size >= 256 * 1024:
                         break
                 time.sleep(0.0002)
             sigkill(pid)  # the copy is being written: the kill lands inside the backup
@@ -347,9 +347,9 @@ def test_backup_after_killed_ones_leaves_no_partial_copies(tmp_path: Path) -> No
             reader.close()
             os.close(go_w)
     with SessionStore.open(url) as store:
-        store.backup(target)  # a later backup that completes
-    left = sorted(p.name for p in tmp_path.iterdir() if ".partial-" in p.name)
-    size = sum((tmp_path / name).stat().st_size for name in left)
+        store.backup(target, overwrite=True)  # a later backup that completes
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".sessionstore-"))
+    size = sum(p.stat().st_size for p in tmp_path.glob(".sessionstore-*/*") if p.is_file())
     print(
         f"\n[partial copies after {killed} killed backups and one good one] "
         f"{len(left)} files, {size / 1e6:.1f} MB: {left}"

@@ -36,7 +36,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from sessionstore import DatabaseCorruptError, NewMessage, SessionStore, SessionStoreError
+from sessionstore import (
+    DatabaseCorruptError,
+    NewMessage,
+    NotADatabaseError,
+    RestoreRefused,
+    SessionStore,
+    SessionStoreError,
+)
 
 from .conftest import logical_dump
 
@@ -128,7 +135,12 @@ def read_everything(store: SessionStore, expected: Expected) -> None:
 def assert_names_the_file(error: DatabaseCorruptError, path: Path) -> None:
     assert error.path == str(path)
     assert str(path) in str(error)
-    assert "restore-backup" in str(error)
+    if isinstance(error, NotADatabaseError):
+        # The path may name an unrelated file: no advice to restore a backup over it.
+        assert "is not a SQLite database" in str(error)
+        assert "restore-backup" not in str(error)
+    else:
+        assert "restore-backup" in str(error)
 
 
 @pytest.fixture
@@ -180,8 +192,13 @@ def test_damage_is_detected_reported_and_restored(
     print(f"\n{damage}: {what}; DatabaseCorruptError at {where}; "
           f"integrity check: {reports[0]['integrity'].detail[:90]}")  # fmt: skip
 
-    # Restore: identical data, the damaged file kept aside byte for byte.
-    restored = SessionStore.restore_backup(backup, url)
+    # Restore: identical data, the damaged file kept aside byte for byte. A file whose
+    # header is gone cannot be told from an unrelated one: that takes force=True.
+    if damage == "header":
+        with pytest.raises(RestoreRefused, match="--force"):
+            SessionStore.restore_backup(backup, url)
+        assert sha256(path) == damaged_hash
+    restored = SessionStore.restore_backup(backup, url, force=damage == "header")
     assert restored.target == path
     assert len(restored.moved_aside) >= 1
     aside = restored.moved_aside[0]

@@ -38,14 +38,18 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import random
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from sessionstore import (
+    DatabaseCorruptError,
     InvalidCursor,
     InvalidInput,
     InvalidSearchQuery,
@@ -57,7 +61,11 @@ from sessionstore import (
     SessionStore,
     SessionStoreError,
     SnapshotNotFound,
+    StoreClosedError,
+    StoreConfig,
 )
+from sessionstore.compat import SessionManager, create_session_manager
+from sessionstore.errors import shown
 
 from .conftest import logical_dump
 
@@ -526,3 +534,164 @@ def test_large_message_of_distinct_words_within_the_limit(store: SessionStore) -
     stored = outcome(lambda: store.messages.append(sid, "user", body))
     assert not isinstance(stored, SessionStoreError), stored
     assert store.messages.get(stored.message_id).content == body
+
+
+# --- the objects a store is built from, the scheduler, the legacy manager -------------------
+
+
+def test_store_options_of_the_wrong_type_or_range_are_invalid_input(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once, ``pool_size=inf`` opened a store that raised OverflowError on close."""
+    monkeypatch.chdir(tmp_path)
+    bad: list[dict[str, Any]] = [
+        {"pool_size": math.inf},
+        {"pool_size": None},
+        {"pool_size": True},
+        {"pool_size": "5"},
+        {"max_overflow": -1},
+        {"pool_timeout": math.nan},
+        {"pool_timeout": None},
+        {"busy_timeout": 2**63},
+        {"busy_timeout": math.nan},
+        {"busy_timeout": timedelta.max},
+        {"cache_size_kib": [[1]]},
+        {"max_content_bytes": 2**64},
+        {"synchronous": []},
+        {"engine_options": None},
+        {"no_such_option": 1},
+    ]
+    for options in bad:
+        refused(InvalidInput, lambda o=options: SessionStore.open(sqlite_url, **o))
+        refused(InvalidInput, lambda o=options: StoreConfig.from_env(sqlite_url, **o))
+        refused(InvalidInput, lambda o=options: StoreConfig(url=sqlite_url).with_options(**o))
+    refused(InvalidInput, lambda: StoreConfig(url=5))  # type: ignore[arg-type]
+    refused(InvalidInput, lambda: StoreConfig.from_env(b"sqlite://"))  # type: ignore[arg-type]
+    with SessionStore.open(sqlite_url) as store:
+        refused(InvalidInput, lambda: SessionStore.from_config(None))  # type: ignore[arg-type]
+        refused(InvalidInput, lambda: SessionStore.from_engine(None))  # type: ignore[arg-type]
+        refused(InvalidInput, lambda: SessionStore.from_engine(store.engine, pool_size=0))
+        refused(InvalidInput, lambda: SessionStore.open(sqlite_url, clock=42))  # type: ignore[arg-type]
+        before = logical_dump(sqlite_url)
+        # Alembic walks any iterable it is given as revisions: range(10**20) never ended.
+        for target in (range(10**20), [], set(), None, "", 7):
+            refused(InvalidInput, lambda t=target: store.upgrade(t))
+        assert logical_dump(sqlite_url) == before
+
+
+def test_scheduler_refuses_intervals_and_retentions_out_of_range(sqlite_url: str) -> None:
+    with SessionStore.open(sqlite_url) as store:
+        for every in (timedelta.max, timedelta(days=31), timedelta(0), [[1]], None):
+            refused(InvalidInput, lambda e=every: store.lifecycle.start_scheduler(e))
+        for retention in (5, timedelta(0), timedelta.max, "30d"):
+            refused(
+                InvalidInput,
+                lambda r=retention: store.lifecycle.start_scheduler(
+                    timedelta(hours=1), purge_after=r
+                ),
+            )
+        scheduler = store.lifecycle.start_scheduler(timedelta(days=30), purge_after=None)
+        scheduler.stop()
+    # A closed store starts no thread that would fail every turn.
+    refused(StoreClosedError, lambda: store.lifecycle.start_scheduler(timedelta(hours=1)))
+
+
+def test_legacy_manager_refuses_what_it_cannot_pass_to_sql(tmp_path: Path) -> None:
+    path = tmp_path / ".ai-router-sessions.db"
+    with SessionManager(path) as manager:
+        sid = manager.create_session("gpt", title="t")
+        manager.add_message(sid, "user", "needle")
+        url = f"sqlite:///{path}"
+        before = logical_dump(url)
+        for call in (
+            lambda: manager.list_sessions(limit=2**64),
+            lambda: manager.list_sessions(offset=-(2**64)),
+            lambda: manager.list_sessions(limit="5"),  # type: ignore[arg-type]
+            lambda: manager.list_sessions(model_filter=b"gpt"),  # type: ignore[arg-type]
+            lambda: manager.search_sessions(None),  # type: ignore[arg-type]
+            lambda: manager.search_sessions("needle", limit=2**63),
+            lambda: manager.search_sessions("\ud800"),
+            lambda: manager.cleanup_old_sessions(10**400),
+            lambda: manager.cleanup_old_sessions(math.nan),
+            lambda: manager.cleanup_old_sessions(-(10**7)),
+            lambda: manager.export_session(sid, format=object()),  # type: ignore[arg-type]
+        ):
+            refused(InvalidInput, call)
+        assert logical_dump(url) == before
+        assert len(manager.list_sessions(limit=-1)) == 1  # SQLite's "no limit", as before
+        assert [s["session_id"] for s in manager.search_sessions("needle")] == [sid]
+    refused(InvalidInput, lambda: SessionManager(None))  # type: ignore[arg-type]
+    refused(InvalidInput, lambda: SessionManager(b"x.db"))  # type: ignore[arg-type]
+    refused(InvalidInput, lambda: create_session_manager(42))  # type: ignore[arg-type]
+
+
+def test_error_messages_stay_short_whatever_the_value(sqlite_url: str) -> None:
+    """A 1 MB id or a list nested 5,000 deep is named briefly, never repr'd whole."""
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    with SessionStore.open(sqlite_url) as store:
+        for value in ("x" * (1024 * 1024), deep, 10**5000):
+            for call in (
+                lambda v=value: store.sessions.list(cursor=v),
+                lambda v=value: store.lifecycle.start_scheduler(v),
+                lambda v=value: SessionStore.open(sqlite_url, pool_size=v),
+            ):
+                error = refused(InvalidInput, call)
+                assert len(str(error)) < 500, str(error)[:200]
+    assert len(shown("x" * 10**6)) < 400
+    assert shown(deep) == "[[[[...]]]]"
+
+
+def test_stats_totals_past_64_bits_are_exact_and_finite(store: SessionStore) -> None:
+    """Totals adopted from a legacy file can sum past 2**63 (SQLite's SUM overflowed)."""
+    for model in ("gpt", "gpt", "llama"):
+        store.sessions.create(model)
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE sessions SET total_tokens = :tokens, total_duration_seconds = 1e308"
+                " WHERE model_id = 'gpt'"
+            ),
+            {"tokens": 2**62},
+        )
+    stats = outcome(store.stats)
+    assert not isinstance(stats, SessionStoreError), stats
+    assert stats.tokens == 2**63
+    assert [(m.model_id, m.sessions, m.tokens) for m in stats.by_model] == [
+        ("gpt", 2, 2**63),
+        ("llama", 1, 0),
+    ]
+    assert math.isfinite(stats.duration_seconds)
+    assert all(math.isfinite(m.duration_seconds) for m in stats.by_model)
+
+
+def test_stored_timestamps_in_foreign_forms_are_read_or_typed(sqlite_url: str) -> None:
+    """A legacy row's time as ISO text with Z or an offset, or Unix seconds, is read;
+    text that is no time at all is DatabaseCorruptError, not a ValueError."""
+    with SessionStore.open(sqlite_url) as store:
+        sid = store.sessions.create("m").session_id
+        store.messages.append(sid, "user", "hi")
+        reads: list[Callable[[], Any]] = [
+            lambda: store.sessions.get(sid).last_activity,
+            lambda: store.sessions.list().items[0].last_activity,
+            lambda: store.messages.history(sid).items[0].timestamp,
+            lambda: store.stats().last_activity,
+        ]
+        expected = {
+            "2024-01-01T00:00:00Z": datetime(2024, 1, 1, tzinfo=UTC),
+            "2024-01-01 02:00:00+02:00": datetime(2024, 1, 1, tzinfo=UTC),
+            1704067200: datetime(2024, 1, 1, tzinfo=UTC),
+            "yesterday": DatabaseCorruptError,
+            1e300: DatabaseCorruptError,
+        }
+        for stored, want in expected.items():
+            with store.engine.begin() as conn:
+                conn.execute(text("UPDATE sessions SET last_activity = :v"), {"v": stored})
+                conn.execute(text("UPDATE messages SET timestamp = :v"), {"v": stored})
+            for read in reads:
+                got = outcome(read)
+                if isinstance(want, datetime):
+                    assert got == want, (stored, got)
+                else:
+                    assert isinstance(got, want), (stored, got)

@@ -13,9 +13,11 @@ After every step the store must equal the model: the set of sessions, each
 session's status, ``message_count``, ``total_tokens`` and ``last_seq``, its
 history (ids, sequence numbers, roles, contents) — and ``health.check()`` must
 be ok. Writes to an archived session must raise :class:`SessionArchived`,
-restoring over an active session :class:`SessionActive`, both changing
-nothing; search must return exactly the messages (and the sessions) the model
-says hold the word; a backup restored elsewhere must have the same logical
+restoring over an active session :class:`SessionActive`, restoring a
+snapshot that is not the newest of its id, or that lacks sequence numbers the
+id handed out since, :class:`SnapshotSuperseded`, all changing nothing;
+search must return exactly the messages (and the sessions) the model says
+hold the word; a backup restored elsewhere must have the same logical
 dump and read back the same state.
 
 The same machine runs on PostgreSQL with fewer examples (a fresh database
@@ -49,6 +51,7 @@ from sessionstore import (
     SessionActive,
     SessionArchived,
     SessionStore,
+    SnapshotSuperseded,
 )
 
 from ..pgserver import PostgresServer
@@ -120,6 +123,8 @@ class StoreMachine(RuleBasedStateMachine):
         self.store = SessionStore.open(self.url, clock=self.clock)
         self.model: dict[str, Model] = {}
         self.snapshots: dict[int, tuple[str, Model]] = {}
+        #: The last sequence number of an id whose session was purged or deleted.
+        self.handed_out: dict[str, int] = {}
         self.serial = 0
         self.backups = 0
 
@@ -235,6 +240,8 @@ class StoreMachine(RuleBasedStateMachine):
         FIRED["delete_session"] += 1
         sid = self._pick_session(data)
         self.store.sessions.delete(sid)
+        if any(owner == sid for owner, _ in self.snapshots.values()):
+            self.handed_out[sid] = self.model[sid].last_seq
         del self.model[sid]
 
     @precondition(_has_messages)
@@ -279,9 +286,22 @@ class StoreMachine(RuleBasedStateMachine):
         snapshot_id = data.draw(st.sampled_from(sorted(self.snapshots)), label="snapshot")
         sid, taken = self.snapshots[snapshot_id]
         current = self.model.get(sid)
-        if current is not None and current.status == "active":
+        newest = max(k for k, (owner, _) in self.snapshots.items() if owner == sid)
+        if snapshot_id == newest and current is not None and current.status == "active":
             FIRED["restore refused (active)"] += 1
             with pytest.raises(SessionActive):
+                self.store.lifecycle.restore(snapshot_id)
+            return
+        # Only the newest snapshot of an id, holding all the id ever handed out,
+        # comes back over it: no sequence number is ever handed out twice.
+        holds_all = (
+            (current.last_seq, len(current.messages)) == (taken.last_seq, len(taken.messages))
+            if current is not None
+            else self.handed_out.get(sid, 0) <= taken.last_seq
+        )
+        if snapshot_id != newest or not holds_all:
+            FIRED["restore refused (superseded)"] += 1
+            with pytest.raises(SnapshotSuperseded):
                 self.store.lifecycle.restore(snapshot_id)
             return
         FIRED["restore"] += 1
@@ -298,6 +318,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert {item.session_id for item in report.purged} == archived
         for item in report.purged:
             assert item.messages == len(self.model[item.session_id].messages)
+            self.handed_out[item.session_id] = self.model[item.session_id].last_seq
             del self.model[item.session_id]
 
     # The costliest rule (two files, two dumps, a second store): once per run.
@@ -390,4 +411,4 @@ def test_random_operations_agree_with_the_model_postgresql(
 ) -> None:
     # Fewer runs: every rule fires, not necessarily both refusals.
     new_url = lambda _directory: postgres_server.create_database()  # noqa: E731
-    run_machine(new_url, examples=8, steps=25, required=RULES[:13])
+    run_machine(new_url, examples=12, steps=25, required=RULES[:13])

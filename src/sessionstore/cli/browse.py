@@ -9,7 +9,16 @@ import click
 
 from ..records import SessionRecord
 from ..search import MARK_END, MARK_START, Mode
-from .base import db_option, emit_json, json_option, main, opened, table
+from .base import (
+    OutputFile,
+    db_option,
+    emit_json,
+    json_option,
+    main,
+    opened,
+    printable,
+    table,
+)
 
 
 @main.group()
@@ -109,13 +118,15 @@ def show(url: str, as_json: bool, session_id: str, last: int | None) -> None:
 @click.option(
     "--output",
     "-o",
-    type=click.File("w", encoding="utf-8"),
+    type=OutputFile("w", encoding="utf-8"),
     default="-",
     help="File to write (default: standard output).",
 )
 def export(url: str, session_id: str, fmt: str, output: Any) -> None:
     """Export one whole session (streamed, for sessions of any size)."""
     with opened(url) as store:
+        # "No session" before the output file is first touched (and so created empty).
+        store.sessions.get(session_id)
         store.export(session_id, "json" if fmt == "json" else "markdown", out=output)
 
 
@@ -152,6 +163,12 @@ def stats(url: str, as_json: bool) -> None:
     click.echo(
         table(("model", "sessions", "messages", "tokens", "duration (s)", "last activity"), rows)
     )
+
+
+def score(rank: float) -> str:
+    """A relevance people can read: the engine's rank (lower is better, at most 0 on both
+    backends) turned round, so higher is better, to three significant digits."""
+    return f"{-rank + 0.0:.3g}"  # + 0.0: never "-0"
 
 
 def highlighted(snippet: str) -> str:
@@ -191,7 +208,11 @@ def search(
     session_id: str | None,
     advanced: bool,
 ) -> None:
-    """Find sessions (each once, by its best message) or messages by their words."""
+    """Find sessions (each once, by its best message) or messages by their words.
+
+    The score is the engine's relevance for this query, higher is better (it is
+    not comparable between queries); --json gives the raw rank (lower is better).
+    """
     mode: Mode = "advanced" if advanced else "plain"
     rows: list[tuple[Any, ...]]
     with opened(url) as store:
@@ -200,10 +221,16 @@ def search(
                 query, session_id=session_id, limit=limit, cursor=cursor, mode=mode
             )
             rows = [
-                (h.message.session_id, h.message.sequence_number, h.message.role, h.rank, h.snippet)
+                (
+                    h.message.session_id,
+                    h.message.sequence_number,
+                    h.message.role,
+                    score(h.rank),
+                    h.snippet,
+                )
                 for h in found.items
             ]
-            headers: tuple[str, ...] = ("session", "#", "role", "rank", "snippet")
+            headers: tuple[str, ...] = ("session", "#", "role", "score", "snippet")
             payload = [asdict(h) for h in found.items]
             next_cursor = found.next_cursor
         else:
@@ -221,20 +248,26 @@ def search(
                     h.session.session_id,
                     h.session.title,
                     "title" if h.in_title else h.sequence_number,
-                    h.rank,
+                    score(h.rank),
                     h.snippet,
                 )
                 for h in hits.items
             ]
-            headers = ("session", "title", "#", "rank", "snippet")
+            headers = ("session", "title", "#", "score", "snippet")
             payload = [asdict(h) for h in hits.items]
             next_cursor = hits.next_cursor
     if as_json:
         emit_json({"items": payload, "next_cursor": next_cursor})
         return
     lines = table(headers, [(*row[:-1], "") for row in rows]).splitlines()
-    click.echo("\n".join(lines[:2]))
-    for line, row in zip(lines[2:], rows, strict=False):
-        click.echo(line.rstrip() + " " + highlighted(str(row[-1])))
+    if not rows:
+        click.echo("\n".join(lines))  # the headers, then "(none)"
+    else:
+        # The snippet goes in last, highlighted (its colour codes would upset the
+        # widths), from the column where its header starts.
+        start = len(lines[0]) - len(headers[-1])
+        click.echo("\n".join(lines[:2]))
+        for line, row in zip(lines[2:], rows, strict=True):
+            click.echo(line.ljust(start) + highlighted(printable(str(row[-1]))))
     if next_cursor:
         click.echo(f"\nnext page: --cursor {next_cursor}")

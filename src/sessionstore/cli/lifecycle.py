@@ -1,4 +1,7 @@
-"""Lifecycle commands: sweep, archive, reactivate, purge, snapshots, restore-snapshot."""
+"""Lifecycle commands: sweep, archive, reactivate, purge, snapshots, restore-snapshot.
+
+Each opens an existing database at the current schema (see ``base.opened``).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..records import SweepReport
+from ..records import PurgeReport, SweepReport
 from ..store import SessionStore
 from .base import db_option, emit_json, json_option, main, opened, table
 
@@ -92,7 +95,7 @@ def sweep(
     click.echo(_sweep_table(report))
     click.echo(f"\n{verb} {len(report.archived)} session(s)")
     if purged is not None:
-        click.echo(f"purged {len(purged.purged)} session(s), freed {purged.bytes_freed} bytes")
+        click.echo(_purged_line(purged))
 
 
 def _sweep_forever(store: SessionStore, every: timedelta, purge_after: timedelta | None) -> None:
@@ -145,10 +148,16 @@ def reactivate(url: str, session_id: str) -> None:
 @db_option
 @json_option
 @click.argument("snapshot_id", type=int)
-def restore_snapshot(url: str, as_json: bool, snapshot_id: int) -> None:
-    """Recreate a purged (or archived) session from one of its snapshots."""
+@click.option(
+    "--as",
+    "new_id",
+    metavar="NEW_ID",
+    help="Restore a copy under this new id (for a snapshot that cannot come back over its own).",
+)
+def restore_snapshot(url: str, as_json: bool, snapshot_id: int, new_id: str | None) -> None:
+    """Recreate a purged (or archived) session from its newest snapshot, or a copy with --as."""
     with opened(url) as store:
-        session = store.lifecycle.restore(snapshot_id)
+        session = store.lifecycle.restore(snapshot_id, session_id=new_id)
     if as_json:
         emit_json(asdict(session))
         return
@@ -173,7 +182,16 @@ def purge(url: str, as_json: bool, older_than: timedelta) -> None:
         return
     rows = [(p.session_id, p.messages, p.snapshot_id) for p in report.purged]
     click.echo(table(("session", "messages", "snapshot"), rows))
-    click.echo(f"\npurged {len(report.purged)} session(s), freed {report.bytes_freed} bytes")
+    click.echo(f"\n{_purged_line(report)}")
+
+
+def _purged_line(report: PurgeReport) -> str:
+    # Freed rows mostly leave space inside pages that stay in use: the file
+    # does not shrink, and a figure of 0 would read as "nothing happened".
+    line = f"purged {len(report.purged)} session(s)"
+    if report.bytes_freed > 0:
+        line += f"; {report.bytes_freed} bytes free for reuse inside the database"
+    return line
 
 
 @main.command()
@@ -185,6 +203,9 @@ def snapshots(url: str, as_json: bool, session_id: str) -> None:
     with opened(url) as store:
         found = store.lifecycle.snapshots(session_id)
         events = store.lifecycle.history(session_id)
+        if not found and not events:
+            # Nothing recorded: a session that exists, or "no session", as `show` says.
+            store.sessions.get(session_id)
     if as_json:
         emit_json({"snapshots": [asdict(s) for s in found], "history": [asdict(e) for e in events]})
         return

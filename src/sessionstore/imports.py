@@ -1,0 +1,397 @@
+"""Bring a session back from its JSON document: an import, or a snapshot's restore.
+
+A document (see :mod:`sessionstore.export`) is checked completely before
+anything is written, in one of two ways:
+
+* :func:`parse_export` (``store.import_session``) holds the document to the
+  rules for **new input**, as ``append`` does: ids, roles, text without NUL,
+  non-negative counts, durations within ``MAX_DURATION``, the content limit.
+  A document comes from outside; it may be anything.
+* :func:`parse_snapshot` (``lifecycle.restore``) checks **structure** only:
+  the shape of the document and that each value has a type its column holds.
+  A snapshot is what the store itself held, and that includes legacy rows the
+  rules refuse (an empty model id, negative or textual token counts, sequence
+  number 0, a 70 KB title, a metadata key ``''``, NUL in a message on SQLite).
+  Refusing them would take snapshots that never restore; they come back exactly.
+
+:func:`recreate` then inserts the session, its metadata and its messages.
+The triggers fill the session's counts and totals as for appends; an import
+keeps them (re-derived from the messages), a restore sets every column back
+to the value snapshotted, so the row is the row that was archived.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from sqlalchemy import Connection, column, func, insert, table, update
+
+from .errors import InvalidInput
+from .export import EXPORT_FORMAT, EXPORT_VERSION
+from .ids import lock_id, require_free
+from .models import STATUSES, Session, SessionMetadata, UTCDateTime
+from .records import SessionRecord
+from .sessions import SESSION_COLUMNS, session_from_db
+from .transactions import Runner
+from .validation import (
+    MAX_DURATION,
+    aware_utc,
+    check_duration,
+    check_id,
+    check_metadata_pairs,
+    check_optional_text,
+    check_role,
+    check_text,
+    check_tokens,
+    shown,
+)
+
+__all__ = ["ParsedSession", "import_session", "parse_export", "parse_snapshot", "recreate"]
+
+# sequence_number is a 4-byte integer on PostgreSQL; timeouts beyond a century are nonsense.
+_MAX_SEQ = 2**31
+_MAX_TIMEOUT = 100 * 366 * 24 * 3600
+_INT64 = 2**63
+# The session columns a trigger moves while the messages go in; set back afterwards.
+_DERIVED = ("message_count", "total_tokens", "total_duration_seconds", "last_seq")
+
+S = Session.__table__.c
+# The messages table without SQLAlchemy's bind processing of numbers: a legacy
+# INTEGER or REAL column may hold text, and a snapshot must give it back as is
+# (the column's Float type would call float() on it).
+_MESSAGES = table(
+    "messages",
+    *(column(name) for name in ("message_id", "session_id", "sequence_number", "role")),
+    column("content"),
+    column("timestamp", UTCDateTime()),
+    *(column(name) for name in ("tokens_used", "duration_seconds", "metadata", "client_msg_id")),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedSession:
+    """An export document, checked: what :func:`recreate` writes back."""
+
+    session: dict[str, Any]
+    metadata: dict[str, str | None]
+    messages: list[dict[str, Any]]
+    #: Set every column as in the document (a snapshot), rather than re-derive totals.
+    exact: bool = False
+
+
+# --- the rules for new input -----------------------------------------------------------
+
+
+def parse_export(
+    source: str | bytes | IO[str] | Mapping[str, Any], *, max_content_bytes: int | None = None
+) -> ParsedSession:
+    """Check an export document completely, as new input, before anything is written."""
+    doc = _load(source)
+    session = _field(doc, "session", Mapping)
+    metadata = _field(doc, "metadata", Mapping)
+    messages = _field(doc, "messages", list)
+    rows = [_message_row(item, i, max_content_bytes) for i, item in enumerate(messages)]
+    _distinct_sequences(rows)
+    values = {
+        "session_id": check_id("session_id", session.get("session_id")),
+        "model_id": check_id("model_id", session.get("model_id")),
+        "model_name": check_optional_text("model_name", session.get("model_name")),
+        "title": check_optional_text("title", session.get("title")),
+        "status": _status(session.get("status", "active")),
+        "created_at": _time(session, "created_at", strict=True),
+        "updated_at": _time(session, "updated_at", strict=True),
+        "last_activity": _time(session, "last_activity", strict=True),
+        "archived_at": _time(session, "archived_at", strict=True)
+        if session.get("archived_at")
+        else None,
+        "idle_timeout_seconds": _seconds(session, "idle_timeout"),
+        "hard_timeout_seconds": _seconds(session, "hard_timeout"),
+        "total_duration_seconds": _total_duration(session.get("total_duration_seconds", 0)),
+        "last_seq": _count(session, "last_seq"),
+    }
+    pairs = check_metadata_pairs(metadata)
+    return ParsedSession(values, pairs, rows)
+
+
+def _message_row(item: Any, index: int, max_bytes: int | None) -> dict[str, Any]:
+    """One exported message, checked as :meth:`MessageRepository.append` checks it."""
+    if not isinstance(item, Mapping):
+        raise InvalidInput(f"message {index} is not an object")
+    seq = item.get("sequence_number")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq < _MAX_SEQ:
+        raise InvalidInput(f"message {index} has an invalid sequence_number {shown(seq)}")
+    metadata = item.get("metadata")
+    client_msg_id = item.get("client_msg_id")
+    return {
+        "message_id": _message_id(item, index),
+        "sequence_number": seq,
+        "role": check_role(item.get("role")),
+        "content": check_text("content", item.get("content"), max_bytes=max_bytes),
+        "timestamp": _time(item, "timestamp", strict=True),
+        "tokens_used": check_tokens(item.get("tokens")),
+        "duration_seconds": check_duration(item.get("duration")),
+        "metadata": None if metadata is None else check_text("metadata", metadata),
+        "client_msg_id": None
+        if client_msg_id is None
+        else check_id("client_msg_id", client_msg_id),
+    }
+
+
+# --- structure only: a snapshot -----------------------------------------------------------
+
+
+def parse_snapshot(text: str) -> ParsedSession:
+    """Check a snapshot's structure: every value of a type its column holds, as stored."""
+    doc = _load(text)
+    session = _field(doc, "session", Mapping)
+    metadata = _field(doc, "metadata", Mapping)
+    messages = _field(doc, "messages", list)
+    rows = [_stored_message(item, i) for i, item in enumerate(messages)]
+    _distinct_sequences(rows)
+    values = {
+        "session_id": _need(session, "session_id", str),
+        "model_id": _need(session, "model_id", str),
+        "model_name": _maybe(session, "model_name", str),
+        "title": _maybe(session, "title", str),
+        "status": _status(session.get("status")),
+        "created_at": _time(session, "created_at"),
+        "updated_at": _time(session, "updated_at"),
+        "last_activity": _time(session, "last_activity"),
+        "archived_at": None
+        if session.get("archived_at") is None
+        else _time(session, "archived_at"),
+        "idle_timeout_seconds": _maybe(session, "idle_timeout", float),
+        "hard_timeout_seconds": _maybe(session, "hard_timeout", float),
+        "message_count": _need(session, "message_count", int),
+        "total_tokens": _need(session, "total_tokens", float),
+        "total_duration_seconds": _need(session, "total_duration_seconds", float),
+        "last_seq": _need(session, "last_seq", object),
+    }
+    if not values["session_id"]:
+        raise InvalidInput("the snapshot's session_id is empty")
+    pairs: dict[str, str | None] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not (value is None or isinstance(value, str)):
+            raise InvalidInput("the snapshot's metadata must map text to text or null")
+        pairs[key] = value
+    return ParsedSession(values, pairs, rows, exact=True)
+
+
+def _stored_message(item: Any, index: int) -> dict[str, Any]:
+    if not isinstance(item, Mapping):
+        raise InvalidInput(f"message {index} is not an object")
+    return {
+        "message_id": _message_id(item, index, required=True),
+        # Legacy INTEGER columns may hold text or a real: whatever was stored.
+        "sequence_number": _need(item, "sequence_number", object),
+        "role": _need(item, "role", str),
+        "content": _need(item, "content", str),
+        "timestamp": _time(item, "timestamp"),
+        "tokens_used": _maybe(item, "tokens", object),
+        "duration_seconds": _maybe(item, "duration", object),
+        "metadata": _maybe(item, "metadata", str),
+        "client_msg_id": _maybe(item, "client_msg_id", str),
+    }
+
+
+def _scalar(name: str, value: Any, kind: type) -> Any:
+    """``value`` if a column of ``kind`` holds it (``object``: any SQL scalar)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+        number = False
+    ok = {
+        str: isinstance(value, str),
+        int: number and isinstance(value, int),
+        float: number,
+        object: number or isinstance(value, str),
+    }[kind]
+    if not ok:
+        raise InvalidInput(f"the snapshot's {name} is malformed: {shown(value)}")
+    return value
+
+
+def _need(doc: Mapping[str, Any], name: str, kind: type) -> Any:
+    return _scalar(name, doc.get(name), kind)
+
+
+def _maybe(doc: Mapping[str, Any], name: str, kind: type) -> Any:
+    value = doc.get(name)
+    return None if value is None else _scalar(name, value, kind)
+
+
+# --- shared ---------------------------------------------------------------------------------
+
+
+def _load(source: str | bytes | IO[str] | Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(source, Mapping):
+        doc: Any = source
+    elif isinstance(source, str | bytes) or hasattr(source, "read"):
+        try:
+            doc = json.loads(source) if isinstance(source, str | bytes) else json.load(source)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"the export is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidInput("the export is nested too deeply to be a session") from None
+        except OSError as exc:
+            raise InvalidInput(f"the export could not be read: {exc}") from None
+    else:
+        raise InvalidInput(f"an export is JSON text, a file or a mapping, not {type(source)}")
+    if not isinstance(doc, Mapping) or doc.get("format") != EXPORT_FORMAT:
+        raise InvalidInput(f"not a {EXPORT_FORMAT} export (missing or wrong 'format')")
+    if doc.get("version") != EXPORT_VERSION:
+        raise InvalidInput(f"unsupported export version {shown(doc.get('version'))}")
+    return doc
+
+
+def _field(doc: Mapping[str, Any], name: str, kind: type) -> Any:
+    value = doc.get(name)
+    if not isinstance(value, kind):
+        raise InvalidInput(f"the export's {name!r} must be a {kind.__name__}")
+    return value
+
+
+def _distinct_sequences(rows: list[dict[str, Any]]) -> None:
+    sequences = [row["sequence_number"] for row in rows]
+    if len(set(sequences)) != len(sequences):
+        raise InvalidInput("the export repeats a sequence number")
+
+
+def _message_id(item: Mapping[str, Any], index: int, *, required: bool = False) -> int | None:
+    value = item.get("message_id")
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < _INT64:
+        raise InvalidInput(f"message {index} has an invalid message_id {shown(value)}")
+    return value
+
+
+def _status(value: Any) -> str:
+    if not isinstance(value, str) or value not in STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {shown(value)}")
+    return value
+
+
+def _time(doc: Mapping[str, Any], name: str, *, strict: bool = False) -> datetime:
+    """An ISO 8601 timestamp with its offset; new input must also lie in years 2 to 9998."""
+    value = doc.get(name)
+    try:
+        parsed = datetime.fromisoformat(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name} must be an ISO 8601 timestamp, not {shown(value)}") from None
+    if parsed.tzinfo is None:
+        raise InvalidInput(f"{name} must carry its UTC offset")
+    if strict:
+        return aware_utc(name, parsed)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"{name} is outside the datetimes there are: {value!r}") from None
+
+
+def _total_duration(value: Any) -> float:
+    limit = MAX_DURATION * _MAX_SEQ
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= limit:
+        raise InvalidInput(
+            f"total_duration_seconds must be from 0 to {limit:.3g}, not {shown(value)}"
+        )
+    return float(value)
+
+
+def _count(doc: Mapping[str, Any], name: str) -> int:
+    value = doc.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_SEQ:
+        raise InvalidInput(f"{name} must be an integer from 0 to {_MAX_SEQ - 1}")
+    return value
+
+
+def _seconds(doc: Mapping[str, Any], name: str) -> float | None:
+    value = doc.get(name)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= _MAX_TIMEOUT
+    ):
+        raise InvalidInput(f"{name} must be a positive number of seconds (at most a century)")
+    return float(value)
+
+
+# --- writing it back ----------------------------------------------------------------------------
+
+
+def recreate(
+    conn: Connection, parsed: ParsedSession, *, session_id: str, keep_ids: bool
+) -> SessionRecord:
+    """Insert a parsed session on ``conn``; message ids kept only with ``keep_ids``.
+
+    The caller holds the id's lock and has made sure the id is free (or has just
+    deleted the session the snapshot replaces).
+    """
+    values = {**parsed.session, "session_id": session_id}
+    # Inserted active and with empty totals, which the triggers fill from the
+    # messages; the fields a trigger also moves are set back afterwards.
+    columns = {k: v for k, v in values.items() if k not in _DERIVED}
+    conn.execute(insert(Session).values({**columns, "status": "active", "archived_at": None}))
+    if parsed.metadata:
+        conn.execute(
+            insert(SessionMetadata),
+            [{"session_id": session_id, "key": k, "value": v} for k, v in parsed.metadata.items()],
+        )
+    if parsed.messages:
+        rows = [{**row, "session_id": session_id} for row in parsed.messages]
+        if not keep_ids:
+            for message in rows:
+                message.pop("message_id")
+        conn.execute(insert(_MESSAGES), rows)
+    settled: dict[str, Any] = {
+        "title": values["title"],
+        "status": values["status"],
+        "archived_at": values["archived_at"],
+        "updated_at": values["updated_at"],
+        "last_activity": values["last_activity"],
+        # Exact as exported: a float sum depends on the order it was added in,
+        # and the last sequence number handed out may belong to a deleted message.
+        "total_duration_seconds": values["total_duration_seconds"],
+    }
+    if parsed.exact:
+        settled.update({name: values[name] for name in _DERIVED})
+    else:
+        greatest: Callable[..., Any] = func.max if conn.dialect.name == "sqlite" else func.greatest
+        settled["last_seq"] = greatest(S.last_seq, values["last_seq"])
+    stored = conn.execute(
+        update(Session)
+        .where(S.session_id == session_id)
+        .values(settled)
+        .returning(*SESSION_COLUMNS)
+    ).one()
+    return session_from_db(stored)
+
+
+def import_session(
+    runner: Runner,
+    source: str | bytes | IO[str] | Mapping[str, Any],
+    *,
+    session_id: str | None = None,
+    max_content_bytes: int | None = None,
+) -> SessionRecord:
+    """Recreate a session from an export; ``session_id`` imports it under a new id.
+
+    The id must be free: :class:`SessionExists` if a session has it,
+    :class:`SessionIdRetired` if a purged session of that id still has snapshots.
+    """
+    parsed = parse_export(source, max_content_bytes=max_content_bytes)
+    new_id = (
+        parsed.session["session_id"] if session_id is None else check_id("session_id", session_id)
+    )
+
+    def work(conn: Connection) -> SessionRecord:
+        lock_id(conn, new_id)
+        require_free(conn, new_id)
+        return recreate(conn, parsed, session_id=new_id, keep_ids=False)
+
+    return runner.write(work)

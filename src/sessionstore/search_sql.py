@@ -1,0 +1,222 @@
+"""The SQL text of full-text search, for SQLite (FTS5) and PostgreSQL (tsvector).
+
+Only statements live here; :mod:`sessionstore.search` runs them. Every value
+(the query, filters, keyset, ids, markers) reaches them as a bound parameter;
+the only numbers written into the text are this module's own constants.
+
+``_sessions_sql`` ranks every matching message (and title), then keeps each
+session's best one with ``ROW_NUMBER() OVER (PARTITION BY session_id ORDER BY
+rank)``; with ``top`` only the ``:k`` best messages are ranked (see
+``search._top_ranked``). Snippets are cut from ``highlight()`` /
+``ts_headline`` of the page's rows only, around the first marked term, so
+their cost grows with the length of those rows and never with the square of
+their matches (FTS5's ``snippet()`` scores every match against every other).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .search_text import Mode
+from .sessions import SESSION_COLUMNS
+
+__all__ = [
+    "MARK_END",
+    "MARK_START",
+    "ORDERS",
+    "SNIPPETS",
+    "SNIPPET_BEFORE",
+    "SNIPPET_WIDTH",
+    "TITLE_SNIPPETS",
+    "WIDTH",
+    "Mode",
+    "Order",
+    "messages_sql",
+    "sessions_sql",
+]
+
+Order = Literal["relevance", "recent"]
+
+#: What surrounds a matched term in a snippet.
+MARK_START = "«"
+MARK_END = "»"
+#: SQLite marks terms with these (characters of Unicode's private use area, which no
+#: text is expected to hold) and cuts the snippet around the first one; the caller
+#: sees :data:`MARK_START` / :data:`MARK_END`.
+HIGHLIGHT_START = "\ue000"
+HIGHLIGHT_END = "\ue001"
+#: A snippet: this many characters of the text at most, starting at most
+#: :data:`SNIPPET_BEFORE` characters before the first marked term.
+SNIPPET_WIDTH = 160
+SNIPPET_BEFORE = 40
+
+
+SESSION_SELECT = ", ".join(f"s.{column.name}" for column in SESSION_COLUMNS)
+WIDTH = len(SESSION_COLUMNS)
+MESSAGE_SELECT = (
+    "m.message_id, m.session_id, m.sequence_number, m.role, m.content, m.timestamp,"
+    " m.tokens_used, m.duration_seconds, m.metadata, m.client_msg_id"
+)
+
+# Title matches, (session_id, rank): a session whose title matches is found even
+# when none of its messages is.
+_TITLE_RANKED = {
+    "sqlite": """
+        SELECT s.session_id AS session_id, t.rank AS rank
+        FROM (SELECT rowid AS search_key, bm25(session_titles_fts) * :title_weight AS rank
+              FROM session_titles_fts WHERE session_titles_fts MATCH :query) t
+        JOIN sessions s ON s.search_key = t.search_key
+    """,
+    # ts_rank is a 4-byte real; as double precision its text form round-trips
+    # exactly, so a rank carried in a cursor compares equal to itself.
+    "postgresql": """
+        SELECT s.session_id AS session_id,
+               CAST(-ts_rank(s.title_vector, q.tsq) AS double precision) * :title_weight AS rank
+        FROM sessions s, q WHERE s.title_vector @@ q.tsq
+    """,
+}
+_PG_QUERY = "WITH q AS (SELECT to_tsquery('sessionstore_search', :query) AS tsq) "
+
+ORDERS = {
+    "relevance": ("b.rank, s.session_id", "(b.rank, s.session_id) > (:after_a, :after_b)"),
+    "recent": (
+        "s.last_activity DESC, s.session_id DESC",
+        "(s.last_activity, s.session_id) < (:after_a, :after_b)",
+    ),
+}
+
+
+def sessions_sql(
+    dialect: str,
+    order: Order,
+    *,
+    model: bool,
+    status: bool,
+    since: bool,
+    after: bool,
+    top: bool = False,
+) -> str:
+    """One page of sessions; with ``top``, only the ``:k`` best messages count.
+
+    ``top`` also returns, on every row, how many messages were ranked and the
+    rank of the last of them, which :func:`sessionstore.search._top_ranked` uses to tell whether the
+    page is exact or ``:k`` must grow.
+    """
+    order_by, keyset = ORDERS[order]
+    where = ["b.pick = 1"]
+    if model:
+        where.append("s.model_id = :model_id")
+    if status:
+        where.append("s.status = :status")
+    if since:
+        where.append("s.last_activity >= :since")
+    if after:
+        where.append(keyset)
+    prefix = _PG_QUERY + ", " if dialect == "postgresql" else "WITH "
+    messages_limit = " ORDER BY rank, message_id LIMIT :k" if top else ""
+    extra = ""
+    if top:
+        extra = ", (SELECT COUNT(*) FROM ranked), (SELECT MAX(rank) FROM ranked)"
+    titled = "titles t"
+    if top:
+        # Titles are few and cheap: all of them are ranked, and only sessions none of
+        # whose messages match keep theirs (the others are represented by a message,
+        # inside the window of best messages or beyond it).
+        titled = f"titles t WHERE NOT EXISTS ({_MESSAGE_MATCH[dialect]})"
+    return (
+        f"{prefix}ranked AS MATERIALIZED ({_MESSAGE_HITS[dialect]}{messages_limit}),"
+        f" titles AS MATERIALIZED ({_TITLE_RANKED[dialect]}),"
+        f" titled AS (SELECT t.session_id, t.rank FROM {titled}),"
+        " hits AS (SELECT m.session_id AS session_id, r.message_id AS message_id, r.rank AS rank"
+        " FROM ranked r JOIN messages m ON m.message_id = r.message_id"
+        " UNION ALL SELECT session_id, NULL, rank FROM titled),"
+        " best AS (SELECT session_id, message_id, rank,"
+        # A matching message represents its session; the title only when none does.
+        " ROW_NUMBER() OVER (PARTITION BY session_id"
+        " ORDER BY CASE WHEN message_id IS NULL THEN 1 ELSE 0 END, rank, message_id) AS pick"
+        " FROM hits)"
+        f" SELECT {SESSION_SELECT}, b.message_id, m.sequence_number, m.role, b.rank{extra}"
+        " FROM best b JOIN sessions s ON s.session_id = b.session_id"
+        " LEFT JOIN messages m ON m.message_id = b.message_id"
+        f" WHERE {' AND '.join(where)} ORDER BY {order_by} LIMIT :limit"
+    )
+
+
+_MESSAGE_HITS = {
+    "sqlite": """
+        SELECT rowid AS message_id, bm25(messages_fts) AS rank
+        FROM messages_fts WHERE messages_fts MATCH :query
+    """,
+    "postgresql": """
+        SELECT m.message_id AS message_id,
+               CAST(-ts_rank(m.search_vector, q.tsq) AS double precision) AS rank
+        FROM messages m, q WHERE m.search_vector @@ q.tsq
+    """,
+}
+
+
+def messages_sql(dialect: str, *, session: bool, after: bool) -> str:
+    where = ["1 = 1"]
+    if session:
+        where.append("m.session_id = :session_id")
+    if after:
+        where.append("(r.rank, m.message_id) > (:after_a, :after_b)")
+    prefix = _PG_QUERY if dialect == "postgresql" else ""
+    return (
+        f"{prefix}SELECT {MESSAGE_SELECT}, r.rank"
+        f" FROM ({_MESSAGE_HITS[dialect]}) r JOIN messages m ON m.message_id = r.message_id"
+        f" WHERE {' AND '.join(where)} ORDER BY r.rank, m.message_id LIMIT :limit"
+    )
+
+
+# Snippets: the window of ``highlight()`` (linear in the text) around the first
+# marked term, one character wider than a snippet so the caller can tell that the
+# text goes on; with the window's start, so it can tell that text comes before.
+_WINDOW = (
+    "SELECT id, max(1, instr(h, :start) - {before}), substr(h, max(1, instr(h, :start) - {before}),"
+    " {width} + 1) FROM ({inner} LIMIT -1)"
+)
+SNIPPETS = {
+    "sqlite": _WINDOW.format(
+        before=SNIPPET_BEFORE,
+        width=SNIPPET_WIDTH,
+        inner="SELECT rowid AS id, highlight(messages_fts, 0, :start, :end) AS h"
+        " FROM messages_fts WHERE messages_fts MATCH :query"
+        " AND rowid IN (SELECT value FROM json_each(:ids))",
+    ),
+    "postgresql": (
+        "SELECT m.message_id, 1, ts_headline('sessionstore_search', m.content,"
+        " to_tsquery('sessionstore_search', :query),"
+        " 'StartSel=" + MARK_START + ", StopSel=" + MARK_END + ", MaxWords=30, MinWords=12,"
+        " MaxFragments=1') FROM messages m WHERE m.message_id = ANY(:ids)"
+    ),
+}
+TITLE_SNIPPETS = {
+    "sqlite": _WINDOW.format(
+        before=SNIPPET_BEFORE,
+        width=SNIPPET_WIDTH,
+        inner="SELECT s.session_id AS id, highlight(session_titles_fts, 0, :start, :end) AS h"
+        " FROM session_titles_fts JOIN sessions s ON s.search_key = session_titles_fts.rowid"
+        " WHERE session_titles_fts MATCH :query"
+        " AND s.session_id IN (SELECT value FROM json_each(:ids))",
+    ),
+    "postgresql": (
+        "SELECT s.session_id, 1, ts_headline('sessionstore_search', s.title,"
+        " to_tsquery('sessionstore_search', :query),"
+        " 'StartSel=" + MARK_START + ", StopSel=" + MARK_END + ", HighlightAll=true')"
+        " FROM sessions s WHERE s.session_id = ANY(:ids)"
+    ),
+}
+
+
+# Does session ``t.session_id`` have a matching message? (A title-only hit must not.)
+# On SQLite the IN list is computed once per statement, not once per session.
+_MESSAGE_MATCH = {
+    "sqlite": (
+        "SELECT 1 FROM messages m WHERE m.session_id = t.session_id AND m.message_id IN"
+        " (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :query)"
+    ),
+    "postgresql": (
+        "SELECT 1 FROM messages m, q WHERE m.session_id = t.session_id AND m.search_vector @@ q.tsq"
+    ),
+}
