@@ -26,7 +26,7 @@ lint: $(BIN)/sessionstore
 	$(BIN)/ruff format --check src alembic
 	$(BIN)/mypy --strict src
 
-# make bench         the full benchmarks (about N minutes); ends in one table, which
+# make bench         the full benchmarks (about 6 minutes); ends in one table, which
 #                    it also writes into the README's Performance section
 # make bench-quick   small data, short measurements (under a minute), for development
 MODE        ?= full

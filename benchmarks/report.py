@@ -42,7 +42,7 @@ import json
 import statistics
 import sys
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -267,11 +267,13 @@ def heading(data: dict[str, Any]) -> list[str]:
     machine = data.get("machine_info", {})
     cpu = machine.get("cpu", {})
     when = data.get("datetime", "")
+    seconds = run.get("wall_seconds")
     with contextlib.suppress(ValueError):
-        when = datetime.fromisoformat(when).strftime("%Y-%m-%d %H:%M UTC")
-    first = [f"{run.get('mode', '?')} mode, {when}"]
-    if "wall_seconds" in run:
-        seconds = run["wall_seconds"]
+        # pytest-benchmark stamps the file when it writes it, at the end of the run.
+        started = datetime.fromisoformat(when) - timedelta(seconds=seconds or 0)
+        when = started.strftime("%Y-%m-%d %H:%M UTC")
+    first = [f"{run.get('mode', '?')} mode, started {when}"]
+    if seconds is not None:
         first.append(f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min")
     load, load_end = run.get("loadavg_start"), run.get("loadavg_end")
     if load and load_end:

@@ -57,6 +57,7 @@ from .errors import (
     SessionStoreError,
     StorageError,
     StorageIOError,
+    shown,
     translate,
 )
 
@@ -133,7 +134,10 @@ def build_engine(config: StoreConfig, *, create: bool = True) -> Engine:
     :class:`DatabaseNotFound` and no connection of the engine can create one."""
     url = normalize_url(config.url)
     if url.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(url, config, create=create)
+        try:
+            engine = _sqlite_engine(url, config, create=create)
+        except TypeError as exc:
+            raise _refused_options(exc) from None
     else:
         try:
             engine = create_engine(
@@ -149,8 +153,17 @@ def build_engine(config: StoreConfig, *, create: bool = True) -> Engine:
                 f"the PostgreSQL driver is not installed ({exc}); install it with "
                 "pip install 'sessionstore[postgres]'"
             ) from exc
+        except TypeError as exc:
+            raise _refused_options(exc) from None
     _dispose_after_fork(engine)
     return engine
+
+
+def _refused_options(exc: TypeError) -> Exception:
+    """``engine_options`` that ``create_engine()`` does not take are bad input."""
+    if "create_engine" not in str(exc):
+        return exc
+    return InvalidInput(f"engine_options holds an argument create_engine() does not take: {exc}")
 
 
 def where(url: URL) -> str:
@@ -282,6 +295,8 @@ def _refuse_orphaned_journal(full: str) -> None:
             size = os.path.getsize(full + suffix)
         except OSError:
             continue
+        except ValueError as exc:  # NUL or a lone surrogate: no file can have this name
+            raise InvalidInput(f"{shown(full)} cannot be a database path: {exc}") from None
         if size > 0:
             raise OrphanedJournal(full, full + suffix)
 

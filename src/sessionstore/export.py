@@ -28,7 +28,7 @@ from typing import IO, Any, Literal, Protocol
 
 from sqlalchemy import Connection, select
 
-from .errors import InvalidInput, SessionNotFound, StorageIOError
+from .errors import InvalidInput, SessionNotFound, StorageIOError, shown
 from .messages import MESSAGE_COLUMNS, message_from_db
 from .models import Message, Session, SessionMetadata
 from .records import MessageRecord, SessionRecord
@@ -88,8 +88,8 @@ def export_session(
 ) -> str | None:
     """Write the session to ``out`` (or return it as a string when ``out`` is None)."""
     session_id = check_id("session_id", session_id)
-    if format not in ("json", "markdown"):
-        raise InvalidInput(f"format must be 'json' or 'markdown', not {format!r}")
+    if not isinstance(format, str) or format not in ("json", "markdown"):
+        raise InvalidInput(f"format must be 'json' or 'markdown', not {shown(format)}")
     if out is None:
         buffer = io.StringIO()
         runner.read(lambda conn: write_session(conn, session_id, format, buffer))
@@ -99,6 +99,8 @@ def export_session(
             f"out must be a text file object (open(path, 'w')), not {type(out).__name__}; "
             "leave it out to get the export back as a string"
         )
+    if getattr(out, "closed", False) is True:
+        raise InvalidInput("out is closed; open the file again, or leave out to get a string")
     target = _Checked(out)
     runner.read(lambda conn: write_session(conn, session_id, format, target))
     return None

@@ -298,25 +298,22 @@ def _link_exclusive(partial: Path, target: Path) -> None:
 
 def fsync_file(path: Path) -> None:
     step("fsync")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise os_error(exc, f"write {str(path)!r}") from exc
+    _fsync(path, os.O_RDONLY | os.O_NOFOLLOW, f"write {str(path)!r}")
 
 
 def fsync_directory(path: Path) -> None:
+    _fsync(path, os.O_RDONLY | os.O_DIRECTORY, f"write in the directory {str(path)!r}")
+
+
+def _fsync(path: Path, flags: int, doing: str) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        fd = os.open(path, flags)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
     except OSError as exc:
-        raise os_error(exc, f"write in the directory {str(path)!r}") from exc
+        raise os_error(exc, doing) from exc
 
 
 # --- what the operating system refused ---------------------------------------------------

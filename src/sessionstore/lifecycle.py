@@ -104,6 +104,9 @@ class Lifecycle:
 
     def due(self, session: SessionRecord, horizon: datetime) -> Expiry | None:
         """The first of the session's deadlines at or before ``horizon``, if any."""
+        if not isinstance(session, SessionRecord):
+            raise InvalidInput(f"session must be a SessionRecord, not {type(session).__name__}")
+        horizon = aware_utc("horizon", horizon)
         return timeouts.first_due(session, horizon, self.idle_timeout, self.hard_timeout)
 
     def _candidates(self, conn: Connection, horizon: datetime) -> list[Expiry]:
@@ -379,6 +382,11 @@ class Lifecycle:
         return self._runner.read(work)
 
     # --- the scheduler, and its lease ----------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once the store that runs this lifecycle is closed."""
+        return self._runner.closed
 
     def start_scheduler(
         self, every: timedelta, *, purge_after: timedelta | None = _UNSET

@@ -17,6 +17,7 @@ index every message has.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -254,7 +255,9 @@ class MessageRepository:
     ) -> list[MessageRecord]:
         """Store several messages in order, in one transaction: all of them or none."""
         session_id = check_id("session_id", session_id)
-        if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Iterable):
+        if isinstance(messages, str | bytes | Mapping | io.IOBase) or not isinstance(
+            messages, Iterable
+        ):
             raise InvalidInput("messages must be a list of NewMessage or mappings")
         batch = [self._check_new(item) for item in messages]
         client_ids = [m["cid"] for m in batch if m["cid"] is not None]

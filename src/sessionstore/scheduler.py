@@ -55,7 +55,7 @@ class Scheduler:
                 f"purge_after must be a positive timedelta of at most a century, or None; "
                 f"not {shown(purge_after)}"
             )
-        if getattr(lifecycle._runner, "closed", False):
+        if lifecycle.closed:
             # Else the thread would start, fail every turn, and outlive the closed store.
             raise StoreClosedError()
         self._lifecycle = lifecycle

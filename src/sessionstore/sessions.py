@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .errors import InvalidInput, SessionExists, SessionNotFound
+from .errors import InvalidInput, SessionExists, SessionNotFound, shown
 from .ids import lock_id, newest_snapshot, record_event, require_free
 from .models import STATUSES, Session, SessionMetadata
 from .prepared import Prepared, from_db_time, to_db_time
@@ -110,7 +110,7 @@ def check_status(status: object) -> str | None:
     if status is None:
         return None
     if not isinstance(status, str) or status not in STATUSES:
-        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {shown(status)}")
     return status
 
 
@@ -140,7 +140,7 @@ def check_timeout(name: str, value: object) -> float | None:
         return None
     if not isinstance(value, timedelta) or not timedelta(0) < value <= MAX_TIMEOUT:
         raise InvalidInput(
-            f"{name} must be a positive timedelta of at most a century, or None; not {value!r}"
+            f"{name} must be a positive timedelta of at most a century, or None; not {shown(value)}"
         )
     return value.total_seconds()
 

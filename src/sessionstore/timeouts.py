@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Connection, and_, or_, select
 
-from .errors import InvalidInput
+from .errors import InvalidInput, shown
 from .models import Session
 from .records import Expiry, Reason, SessionRecord
 from .sessions import SESSION_COLUMNS, session_from_db
@@ -82,7 +82,7 @@ def candidates(
 def shift(moment: datetime, span: object, name: str, sign: int) -> datetime:
     """``moment`` moved by a non-negative ``span``, within the datetimes a database keeps."""
     if not isinstance(span, timedelta) or span < timedelta(0):
-        raise InvalidInput(f"{name} must be a non-negative timedelta, not {span!r}")
+        raise InvalidInput(f"{name} must be a non-negative timedelta, not {shown(span)}")
     try:
         return aware_utc(name, moment + sign * span)
     except OverflowError:

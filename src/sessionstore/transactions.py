@@ -76,6 +76,11 @@ class Runner(Protocol):
     @property
     def dialect(self) -> str: ...
 
+    @property
+    def closed(self) -> bool:
+        """True once no more work can run (the store closed, the transaction ended)."""
+        ...
+
     def write(self, work: Work[T]) -> T: ...
 
     def read(self, work: Work[T]) -> T: ...
@@ -312,6 +317,10 @@ class TransactionRunner:
         self._driver_errors = driver_errors(conn.dialect)
         #: Set when the caller's ``with`` block has ended.
         self.finished = False
+
+    @property
+    def closed(self) -> bool:
+        return self.finished
 
     def write(self, work: Work[T]) -> T:
         return self._run(work)

@@ -103,10 +103,7 @@ def check_tokens(value: object) -> int | None:
 
 def shown(value: object, width: int = 60) -> str:
     """``repr(value)`` cut to ``width``; safe for integers too long to print."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int past sys.get_int_max_str_digits()
-        text = f"<an integer of {value.bit_length()} bits>" if isinstance(value, int) else "?"
+    text = errors.shown(value)  # bounded in depth too: a list nested 5,000 deep
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -252,11 +249,11 @@ def _cursor_value(item: Any, expected: type, cursor: str) -> Any:
 def aware_utc(name: str, value: object) -> datetime:
     """A timezone-aware datetime, in UTC, within the years every backend can store."""
     if not isinstance(value, datetime) or value.tzinfo is None:
-        raise InvalidInput(f"{name} must be a timezone-aware datetime, not {value!r}")
+        raise InvalidInput(f"{name} must be a timezone-aware datetime, not {shown(value)}")
     try:
         converted = value.astimezone(UTC)
     except OverflowError:
         converted = None
     if converted is None or not 1 < converted.year < 9999:
-        raise InvalidInput(f"{name} is outside the years 2 to 9998: {value!r}")
+        raise InvalidInput(f"{name} is outside the years 2 to 9998: {shown(value)}")
     return converted

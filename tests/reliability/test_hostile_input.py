@@ -37,6 +37,7 @@ characters are indexed).
 from __future__ import annotations
 
 import base64
+import io
 import json
 import math
 import random
@@ -695,3 +696,32 @@ def test_stored_timestamps_in_foreign_forms_are_read_or_typed(sqlite_url: str) -
                     assert got == want, (stored, got)
                 else:
                     assert isinstance(got, want), (stored, got)
+
+
+def test_arguments_the_fuzz_found_unchecked(sqlite_url: str, tmp_path: Path) -> None:
+    """Each of these once escaped as a TypeError, AttributeError or ValueError."""
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    closed = io.StringIO()
+    closed.close()
+    with SessionStore.open(sqlite_url) as store:
+        sid = store.sessions.create("m").session_id
+        before = logical_dump(sqlite_url)
+        record = store.sessions.get(sid)
+        for call in (
+            lambda: store.lifecycle.due(None, datetime.now(UTC)),  # type: ignore[arg-type]
+            lambda: store.lifecycle.due(record, None),  # type: ignore[arg-type]
+            lambda: store.lifecycle.due(record, datetime(2026, 1, 1)),
+            lambda: store.export(sid, object()),  # type: ignore[arg-type]
+            lambda: store.export(sid, "json", closed),
+            lambda: store.messages.append_many(sid, io.StringIO("user\n")),  # type: ignore[arg-type]
+            lambda: store.sessions.list(limit=deep),  # type: ignore[arg-type]
+            lambda: store.lifecycle.sweep(deep),  # type: ignore[arg-type]
+            lambda: store.sessions.count(status=deep),  # type: ignore[arg-type]
+            lambda: SessionStore.open(sqlite_url, engine_options={"no_such_argument": 1}),
+            lambda: SessionStore.open(f"sqlite:///{tmp_path}/a\x00b.db"),
+            lambda: SessionStore.open(f"sqlite:///{tmp_path}/\ud800.db"),
+        ):
+            refused(InvalidInput, call)
+        assert logical_dump(sqlite_url) == before
