@@ -3,8 +3,8 @@
 :class:`RawSearch` holds one persistent ``sqlite3`` connection with the
 store's pragmas, and runs the very SQL text :mod:`sessionstore.search` runs
 on SQLite (built by its own ``_sessions_sql``, ``_top_ranked``,
-``_messages_sql`` and snippet SQL, whose windows it cuts to words with the
-library's own ``page_snippets``), in a read transaction, with the same
+``_messages_sql`` and snippet SQL, whose rows' heads it turns into snippets
+with the library's own ``page_snippets``), in a read transaction, with the same
 parameters and the same keyset. What the store adds on top (validation,
 records, cursors, its pool, the search time limit) is what the benchmarks
 measure.

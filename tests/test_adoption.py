@@ -68,6 +68,7 @@ HEALTH_CHECKS = {
     "schema",
     "orphans",
     "counts",
+    "readable",
     "count_triggers",
     "search_index",
     "journal",

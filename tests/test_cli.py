@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -275,7 +277,42 @@ def test_export_to_an_unusable_file_name_is_one_line(sqlite_url: str, tmp_path: 
     for target in ("nul\0name.md", "\ud800.md", str(tmp_path), "x" * 300 + ".md"):
         code, out, err = run("export", session_id, "--db", sqlite_url, "-o", target)
         assert (code, out) == (2, ""), target
-        assert "cannot write to" in one_line(err)
+        assert one_line(err).startswith("error: ")
+        assert "export" in err or "directory" in err, err
+
+
+def test_export_never_writes_over_the_database_or_another_file(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """-o naming the database (or its -wal, or a link to it) once emptied the database."""
+    session_id = seeded(sqlite_url)
+    db = Path(sqlite_url.removeprefix("sqlite:///"))
+    os.chmod(db, 0o600)
+    before = db.read_bytes()
+    (tmp_path / "sym.db").symlink_to(db)
+    os.link(db, tmp_path / "hard.db")
+    for target in (db, Path(f"{db}-wal"), tmp_path / "sym.db", tmp_path / "hard.db"):
+        for force in ((), ("--force",)):
+            code, out, err = run(
+                "export", session_id, "--db", sqlite_url, "-o", str(target), *force
+            )
+            assert (code, out) == (2, ""), (target, err)
+            assert "database's own file" in one_line(err)
+    kept = tmp_path / "notes.txt"
+    kept.write_text("keep me")
+    code, _, err = run("export", session_id, "--db", sqlite_url, "-o", str(kept))
+    assert code == 2 and "already exists" in one_line(err)
+    assert kept.read_text() == "keep me"
+    with SessionStore.open(sqlite_url) as store:
+        assert store.sessions.get(session_id)
+    assert db.read_bytes() == before or db.stat().st_size >= len(before)
+    code, _, err = run("export", session_id, "--db", sqlite_url, "-o", str(kept), "--force")
+    assert code == 0, err
+    assert json.loads(kept.read_text())["session"]["session_id"] == session_id
+    fresh = tmp_path / "fresh.json"
+    code, _, err = run("export", session_id, "--db", sqlite_url, "-o", str(fresh))
+    assert code == 0, err
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600  # the database's bits, not 0644
 
 
 def test_export_of_an_unknown_session_leaves_no_empty_file(sqlite_url: str, tmp_path: Path) -> None:

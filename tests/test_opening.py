@@ -227,3 +227,17 @@ def test_a_journal_without_its_database_is_refused_not_discarded(
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1
     assert not moved.exists()
+
+
+@pytest.mark.parametrize("query", ["mode=ro", "immutable=1", "journal_mode=delete&x=1"])
+def test_sqlite_url_query_parameters_are_refused_not_ignored(tmp_path: Path, query: str) -> None:
+    """The driver ignored them with a warning: ``?mode=ro`` opened the file read-write."""
+    path = tmp_path / "q.db"
+    with SessionStore.open(f"sqlite:///{path}"):
+        pass
+    with pytest.raises(InvalidInput, match="no query parameters"):
+        SessionStore.open(f"sqlite:///{path}?{query}")
+    result = CliRunner().invoke(main, ["--db", f"sqlite:///{path}?{query}", "archive", "x"])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1
+    assert "no query parameters" in result.output

@@ -24,6 +24,7 @@ import random
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -373,3 +374,51 @@ def test_an_append_that_waited_for_a_restore_lands_in_the_restored_session(
         assert isinstance(outcome, list), outcome
         assert [(m.sequence_number, m.content) for m in outcome] == [(2, "two")]
         assert contents(store, sid) == [(1, "one"), (2, "two")]
+
+
+def test_the_legacy_cleanup_retires_ids_like_delete(tmp_path: Path) -> None:
+    """compat's cleanup deleted rows without recording the last sequence number, so an
+    older snapshot could be restored over the id and hand its numbers out again."""
+    from sessionstore.compat import SessionManager
+
+    path = tmp_path / "compat.db"
+    with SessionStore.open(f"sqlite:///{path}") as store:
+        sid = store.sessions.create("m").session_id
+        store.messages.append(sid, "user", "one")
+        first = store.lifecycle.archive(sid)
+        store.lifecycle.reactivate(sid)
+        assert store.messages.append(sid, "user", "two").sequence_number == 2
+    with SessionManager(str(path)) as manager:
+        assert manager.cleanup_old_sessions(days=-1) == 1
+    with SessionStore.open(f"sqlite:///{path}") as store:
+        with pytest.raises(SnapshotSuperseded):
+            store.lifecycle.restore(first.snapshot_id)
+        assert [e.action for e in store.lifecycle.history(sid)][-1] == "purge"
+        copy = store.lifecycle.restore(first.snapshot_id, session_id="copy")
+        assert copy.last_seq == 1
+
+
+def test_an_archived_session_is_read_only(store: SessionStore) -> None:
+    """Title, metadata and timeouts written after the snapshot were lost by purge/restore."""
+    sid = store.sessions.create("m", title="before").session_id
+    store.sessions.set_metadata(sid, "ticket", "T-1")
+    store.messages.append(sid, "user", "hello")
+    snap = store.lifecycle.archive(sid)
+    before = store.sessions.get(sid)
+    for write in (
+        lambda: store.sessions.rename(sid, "after"),
+        lambda: store.sessions.set_metadata(sid, "ticket", "T-42"),
+        lambda: store.sessions.delete_metadata(sid, "ticket"),
+        lambda: store.lifecycle.set_timeouts(sid, idle_timeout=timedelta(minutes=5)),
+        lambda: store.messages.append(sid, "user", "late"),
+    ):
+        with pytest.raises(SessionArchived):
+            write()
+    assert store.sessions.get(sid) == before
+    assert store.sessions.metadata(sid) == {"ticket": "T-1"}
+    store.lifecycle.purge(timedelta(0))
+    restored = store.lifecycle.restore(snap.snapshot_id)
+    assert restored.title == "before"
+    assert store.sessions.metadata(sid) == {"ticket": "T-1"}
+    assert restored.status == "active"  # as snapshotted, so writable again
+    assert store.sessions.rename(sid, "after").title == "after"

@@ -187,7 +187,7 @@ def backup_sqlite_file(
     source_path = files.checked_path(source, "the database")
     target = files.checked_path(destination, "the backup path")
     files.check_directory(target, "the backup")
-    _refuse_own_files(source_path, target)
+    files.refuse_own_files(source_path, target, "the backup")
     replacing = files.check_destination(
         target, overwrite=overwrite, magic=files.SQLITE_MAGIC, kind="SQLite database"
     )
@@ -213,16 +213,3 @@ def backup_sqlite_file(
         files.fsync_file(partial)
         files.place(partial, target, overwrite=replacing)
     return target
-
-
-def _refuse_own_files(source: Path, target: Path) -> None:
-    """The backup may not land on the database, its journal, WAL or shared memory."""
-    real_source = os.path.realpath(source)
-    real_target = os.path.join(os.path.realpath(target.parent), target.name)
-    own = {f"{real_source}{suffix}" for suffix in ("", "-wal", "-shm", "-journal")}
-    same = real_target in own or str(target) in own
-    info, source_info = files.lstat(target), files.lstat(source)
-    if info is not None and source_info is not None:
-        same = same or (info.st_dev, info.st_ino) == (source_info.st_dev, source_info.st_ino)
-    if same:
-        raise InvalidInput(f"the backup cannot overwrite the database it copies ({target})")

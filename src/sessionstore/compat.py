@@ -26,12 +26,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import Connection, bindparam, delete, select, text
+from sqlalchemy import Connection, bindparam, select, text
 
 from .errors import InvalidInput, SessionNotFound, shown
 from .health import quarantine_orphans
 from .models import Session, UTCDateTime
 from .records import MessageRecord, SessionRecord
+from .sessions import delete_session
 from .store import SessionStore
 from .validation import aware_utc, check_text
 
@@ -280,14 +281,14 @@ class SessionManager:
                 f"days must be a number of days within 10,000 years, not {shown(days)}"
             )
         cutoff = aware_utc("the cutoff", self.store._clock() - timedelta(days=days))
-        stmt = (
-            delete(Session)
-            .where(S.last_activity < bindparam("cutoff", type_=UTCDateTime))
-            .returning(S.session_id)
-        )
-        return self.store._runner.write(
-            lambda conn: len(conn.execute(stmt, {"cutoff": cutoff}).all())
-        )
+        now = self.store._clock()
+        stmt = select(S.session_id).where(S.last_activity < bindparam("cutoff", type_=UTCDateTime))
+
+        def work(conn: Connection) -> int:
+            idle = conn.execute(stmt, {"cutoff": cutoff}).scalars().all()
+            return sum(delete_session(conn, session_id, now) for session_id in idle)
+
+        return self.store._runner.write(work)
 
 
 def _legacy_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -222,6 +222,13 @@ def _sqlite_engine(url: URL, config: StoreConfig, *, create: bool) -> Engine:
         path = str(url.database)
         if path.startswith("file:"):
             raise InvalidInput("use a plain path in sqlite:/// URLs, not a file: URI")
+        if url.query:
+            # The driver would ignore them (``?mode=ro`` would still write): refuse.
+            raise InvalidInput(
+                f"sqlite URLs take no query parameters ({', '.join(sorted(url.query))}): "
+                "pass options to SessionStore.open(url, ...), and open an existing file "
+                "without creating or upgrading it with create=False, upgrade=False"
+            )
         _check_sqlite_path(path, create=create)
         options: dict[str, Any] = {"connect_args": connect_args}
         if not create:

@@ -229,7 +229,8 @@ class InvalidStateError(SessionStoreError):
 class SessionArchived(InvalidStateError):
     def __init__(self, session_id: str) -> None:
         super().__init__(
-            f"session {shown(session_id)} is archived and takes no new messages; "
+            f"session {shown(session_id)} is archived and read-only (no new messages, title, "
+            "metadata or timeouts); "
             f"bring it back with store.lifecycle.reactivate({shown(session_id)})"
         )
         self.session_id = session_id

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
 from sqlalchemy import Connection, select
 
+from . import files
 from .errors import InvalidInput, SessionNotFound, StorageIOError, shown
 from .messages import MESSAGE_COLUMNS, message_from_db
 from .models import Message, Session, SessionMetadata
@@ -104,6 +107,45 @@ def export_session(
     target = _Checked(out)
     runner.read(lambda conn: write_session(conn, session_id, format, target))
     return None
+
+
+def export_to_path(
+    runner: Runner,
+    session_id: str,
+    path: object,
+    format: Format = "json",
+    *,
+    database: Path | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the session to the file at ``path``, whole or not at all.
+
+    The export is written in a private directory beside ``path`` with the
+    database's permission bits (0600 without a file), then put in place in one
+    step, the way backups are (see :mod:`sessionstore.files`): an existing file
+    is replaced only with ``overwrite``, a link there is never written through,
+    and the database's own files are refused.
+    """
+    session_id = check_id("session_id", session_id)
+    if not isinstance(format, str) or format not in ("json", "markdown"):
+        raise InvalidInput(f"format must be 'json' or 'markdown', not {shown(format)}")
+    target = files.checked_path(path, "the export path")
+    files.check_directory(target, "the export")
+    if database is not None:
+        files.refuse_own_files(database, target, "the export")
+    replacing = files.check_destination(target, overwrite=overwrite, magic=b"", kind="file")
+    mode = files.mode_of(database) if database is not None else 0o600
+    with files.private_directory(target.parent) as work:
+        partial = work / "export"
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+            with open(fd, "w", encoding="utf-8", newline="") as out:
+                runner.read(lambda conn: write_session(conn, session_id, format, _Checked(out)))
+        except OSError as exc:
+            raise files.os_error(exc, f"write the export {str(target)!r}") from exc
+        files.fsync_file(partial)
+        files.place(partial, target, overwrite=replacing)
+    return target
 
 
 class _Checked:

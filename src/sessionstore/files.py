@@ -191,6 +191,26 @@ def check_destination(target: Path, *, overwrite: bool, magic: bytes, kind: str)
     return True
 
 
+def refuse_own_files(database: Path, target: Path, what: str) -> None:
+    """:class:`InvalidInput` if ``target`` names the database or its -wal, -shm or -journal.
+
+    By name (links resolved) and by inode, so neither a symbolic nor a hard
+    link to one of them gets past.
+    """
+    own = [Path(f"{database}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")]
+    real_target = os.path.join(os.path.realpath(target.parent), target.name)
+    names = {os.path.realpath(path) for path in own}
+    same = real_target in names or os.path.realpath(target) in names
+    info = lstat(target)
+    if info is not None and not same:
+        for path in own:
+            mine = lstat(path)
+            if mine is not None and (mine.st_dev, mine.st_ino) == (info.st_dev, info.st_ino):
+                same = True
+    if same:
+        raise InvalidInput(f"{what} cannot be written over the database's own file {target}")
+
+
 # --- permissions -----------------------------------------------------------------------
 
 

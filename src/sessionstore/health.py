@@ -3,7 +3,8 @@
 :meth:`Health.check` runs the users' five checks on the legacy file
 (``integrity_check``; foreign keys on for the store's own connections; no
 orphans; every count equal to its messages; the count triggers present) and
-more: the search indexes against the messages and titles, the schema
+more: every stored value readable (no BLOB in a text column, every
+timestamp a time), the search indexes against the messages and titles, the schema
 revision, the journal mode and ``synchronous`` in force, the SQLite version.
 It never raises for what it finds — a damaged file is a failed check in the
 report.
@@ -43,8 +44,13 @@ from typing import Literal
 from sqlalchemy import Connection, Engine, bindparam, text
 
 from .engine import reader, sqlite_path
-from .errors import ReadOnlyError, SessionStoreError, StoreBusyError, translate
-from .integrity import DRIFTED_SESSIONS, ORPHANED_MESSAGES, ORPHANED_METADATA
+from .errors import (
+    ReadOnlyError,
+    SessionStoreError,
+    StoreBusyError,
+    translate,
+)
+from .integrity import DRIFTED_SESSIONS, ORPHANED_MESSAGES, ORPHANED_METADATA, unreadable_rows
 from .migrations import database_state, head_revision
 from .models import UTCDateTime
 from .transactions import Runner
@@ -185,6 +191,7 @@ class Health:
             ("schema", self._schema),
             ("orphans", self._orphans),
             ("counts", self._counts),
+            ("readable", self._readable),
             ("count_triggers", self._triggers),
             ("search_index", self._search_index),
             ("journal", self._journal),
@@ -258,6 +265,15 @@ class Health:
     def _counts(self, conn: Connection) -> Check:
         n = len(conn.execute(text(DRIFTED_SESSIONS)).all())
         return _passed("counts", n == 0, f"{n} sessions whose count or totals drifted", n)
+
+    def _readable(self, conn: Connection) -> Check:
+        if not self._sqlite:
+            return _passed("readable", True, "PostgreSQL's typed columns hold only text and times")
+        found = unreadable_rows(conn)
+        detail = f"{len(found)} rows hold values the store cannot read"
+        if found:
+            detail += ": " + "; ".join(found[:3]) + ("; ..." if len(found) > 3 else "")
+        return _passed("readable", not found, detail, len(found))
 
     def _triggers(self, conn: Connection) -> Check:
         if self._sqlite:

@@ -1,13 +1,23 @@
-"""The queries that count damage: orphans and drifted counts.
+"""The queries that find damage: orphans, drifted counts, values the store cannot read.
 
 Shared by the health check (on a current database) and the migrations (on a
 legacy file, to report what the upgrade will repair); both layouts have
 these columns under the same names.
+
+:func:`unreadable_rows` finds, on SQLite, the rows holding a BLOB in a text
+column or a timestamp :func:`~sessionstore.prepared.from_db_time` refuses:
+one pass per table in SQL, with only the rows not in the store's own form
+parsed in Python.
 """
 
 from __future__ import annotations
 
-__all__ = ["DRIFTED_SESSIONS", "ORPHANED_MESSAGES", "ORPHANED_METADATA"]
+from sqlalchemy import Connection
+
+from .errors import DatabaseCorruptError
+from .prepared import from_db_time
+
+__all__ = ["DRIFTED_SESSIONS", "ORPHANED_MESSAGES", "ORPHANED_METADATA", "unreadable_rows"]
 
 ORPHANED_MESSAGES = (
     "SELECT COUNT(*) FROM messages m WHERE NOT EXISTS "
@@ -27,3 +37,81 @@ DRIFTED_SESSIONS = """
        OR COALESCE(s.total_tokens, -1) != COALESCE(agg.tokens, 0)
        OR ABS(COALESCE(s.total_duration_seconds, -1) - COALESCE(agg.duration, 0)) > 1e-6
 """
+
+#: What the store reads as text or as a time, per table: key, text columns, timestamps
+#: (those that may be NULL last, marked by ``NULLABLE_TIMES``).
+READ_SCANS = (
+    ("sessions", "session_id", ("model_id", "model_name", "title"),
+     ("created_at", "updated_at", "last_activity", "archived_at")),
+    ("messages", "message_id", ("content", "metadata"), ("timestamp",)),
+    ("session_metadata", "metadata_id", ("key", "value"), ()),
+)  # fmt: skip
+NULLABLE_TIMES = {"archived_at"}
+_D = "[0-9]"
+STORE_TIME = f"{_D * 4}-{_D * 2}-{_D * 2} {_D * 2}:{_D * 2}:{_D * 2}.{_D * 6}"
+
+
+def unreadable_rows(conn: Connection) -> list[str]:
+    """Read only: each row (``"<table> <key>: <columns>"``) the store cannot read."""
+    return [problem for scan in READ_SCANS for problem in _unreadable(conn, *scan)]
+
+
+def _store_time(column: str) -> str:
+    """SQL: ``column`` is a real time in the form the store writes (most rows: no Python)."""
+    day = f"substr({column}, 1, 10)"
+    return (
+        f"(typeof({column}) = 'text' AND {column} GLOB '{STORE_TIME}'"
+        f" AND substr({column}, 1, 4) <> '0000' AND (substr({column}, 6, 2) BETWEEN '01'"
+        f" AND '12' AND substr({column}, 9, 2) BETWEEN '01' AND '28'"
+        f" OR date({day}, '+0 days') = {day}) AND substr({column}, 12, 2) < '24'"
+        f" AND substr({column}, 15, 2) < '60' AND substr({column}, 18, 2) < '60')"
+    )
+
+
+def _unreadable(
+    conn: Connection, table: str, key: str, texts: tuple[str, ...], times: tuple[str, ...]
+) -> list[str]:
+    """Read only, one pass over ``table``: its rows holding a BLOB in a text column or a
+    timestamp ``from_db_time`` refuses. Only rows not in the store's own form are parsed."""
+    # A database behind the schema (doctor reports it) may lack a column, or the table.
+    present = {str(row[1]) for row in conn.exec_driver_sql(f"PRAGMA table_info({table})")}
+    texts = tuple(c for c in texts if c in present)
+    times = tuple(c for c in times if c in present)
+    if not texts + times:
+        return []
+    cols = [f"typeof({c})" for c in texts] + [
+        f"typeof({c}), CASE WHEN typeof({c}) = 'text' THEN CAST({c} AS BLOB) ELSE {c} END"
+        for c in times
+    ]
+    where = [f"typeof({c}) = 'blob'" for c in texts] + [
+        f"NOT ({c} IS NULL OR {_store_time(c)})" if c in NULLABLE_TIMES else f"NOT {_store_time(c)}"
+        for c in times
+    ]
+    sql = f"SELECT quote({key}), {', '.join(cols)} FROM {table} WHERE {' OR '.join(where)}"
+    found = []
+    for row in conn.exec_driver_sql(sql):
+        bad = [c for c, kind in zip(texts, row[1:], strict=False) if kind == "blob"]
+        stamps = row[1 + len(texts) :]
+        for i, column in enumerate(times):
+            kind, value = stamps[2 * i], stamps[2 * i + 1]
+            if not (kind == "null" and column in NULLABLE_TIMES) and not _is_time(kind, value):
+                bad.append(column)
+        if bad:
+            found.append(f"{table} {row[0]}: {', '.join(bad)}")
+    return found
+
+
+def _is_time(kind: str, value: object) -> bool:
+    """Whether the store reads ``value`` (stored as SQLite type ``kind``) as a time."""
+    if kind == "text":
+        try:
+            value = bytes(value).decode("utf-8") if isinstance(value, bytes) else value
+        except UnicodeDecodeError:
+            return False
+    elif kind not in ("integer", "real"):
+        return False
+    try:
+        from_db_time(value)
+    except DatabaseCorruptError:
+        return False
+    return True

@@ -58,7 +58,7 @@ from .records import (
     SweepReport,
 )
 from .scheduler import Scheduler
-from .sessions import SESSION_COLUMNS, check_timeout, session_from_db
+from .sessions import SESSION_COLUMNS, check_timeout, require_writable, session_from_db
 from .transactions import Runner
 from .validation import aware_utc, check_id, shown
 
@@ -136,6 +136,7 @@ class Lifecycle:
         def work(conn: Connection) -> SessionRecord:
             if not values:
                 return _locked(conn, session_id)
+            require_writable(conn, session_id)
             row = conn.execute(stmt.values(**values)).first()
             if row is None:
                 raise SessionNotFound(session_id)

@@ -14,7 +14,8 @@ returned duplicates and hid real matches. Pages are keyset pages on
 
 What a caller's text may cost is bounded before anything runs (words,
 prefixes, ``NEAR`` groups, nesting, bytes: :mod:`sessionstore.search_text`);
-snippets are cut for the page's rows only, in time linear in their length;
+snippets are cut for the page's rows only, each from a bounded head of its
+row (``search_sql.SNIPPET_SCAN`` characters), so their cost is fixed per row;
 and each search runs under a time limit (:data:`TIME_LIMIT`: a progress
 handler on the SQLite connection, ``statement_timeout`` on PostgreSQL), past
 which it stops with :class:`SearchTimeout`.

@@ -9,9 +9,16 @@ package's errors: a query the engine cannot parse is
 connection for the duration of one search, and ``statement_timeout`` on
 PostgreSQL, set inside a savepoint and put back before it is released.
 
-Snippets on SQLite are cut here from the window the statement returns
-(see ``search_sql.SNIPPETS``): whole words, ``…`` where text was left out,
-the caller's markers.
+Snippets on SQLite are made here from the head of each row the statement
+returns (see ``search_sql.SNIPPETS``): the first word that matches a term of
+the query within :data:`~sessionstore.search_sql.SNIPPET_SCAN` characters
+(the head of the text when none does), a window of
+:data:`~sessionstore.search_sql.SNIPPET_WIDTH` characters around it with its
+matching words marked, cut to whole words, ``…`` where text was left out.
+Words match as the FTS5 tokenizer sees them, as far as is reasonable without
+it: case and accents folded, prefixes, and the suffixes of plurals, ``-ed``
+and ``-ing`` stripped (the first step of the Porter stemmer); a word FTS5
+matched through a deeper stem is left unmarked.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import json
 import re
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -29,8 +37,16 @@ from sqlalchemy.exc import DBAPIError
 
 from .errors import InvalidSearchQuery, SearchTimeout
 from .prepared import Prepared
-from .search_sql import HIGHLIGHT_END, HIGHLIGHT_START, MARK_END, MARK_START, SNIPPET_WIDTH
-from .search_text import Mode
+from .search_sql import (
+    HIGHLIGHT_END,
+    HIGHLIGHT_START,
+    MARK_END,
+    MARK_START,
+    SNIPPET_BEFORE,
+    SNIPPET_SCAN,
+    SNIPPET_WIDTH,
+)
+from .search_text import Mode, _fts5_counts
 from .transactions import Raw
 
 __all__ = [
@@ -39,6 +55,7 @@ __all__ = [
     "fetch_postgres",
     "fetch_raw",
     "finish_snippet",
+    "make_snippet",
     "page_snippets",
     "postgres_time_limit",
     "snippet_params",
@@ -172,11 +189,141 @@ def snippet_params() -> dict[str, str]:
 
 
 _SPACE = re.compile(r"\s")
+# A word as FTS5's unicode61 tokenizer sees it: letters and digits.
+_WORD = re.compile(r"[^\W_]+")
+
+
+class _Folding(dict[int, str]):
+    """``str.translate`` table: each character to one character, lower case without its
+    accents (as ``remove_diacritics`` folds it), so offsets in the folded text are the
+    text's own. Filled as characters are met."""
+
+    def __missing__(self, code: int) -> str:
+        char = chr(code)
+        base = "".join(
+            c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c)
+        )
+        folded = base.casefold()
+        if len(folded) != 1:
+            folded = char.lower() if len(char.lower()) == 1 else char
+        self[code] = folded
+        return folded
+
+
+_FOLDING = _Folding()
+
+
+def _fold(text: str) -> str:
+    return text.lower() if text.isascii() else text.translate(_FOLDING)
+
+
+def _is_consonant(word: str, i: int) -> bool:
+    if word[i] in "aeiou":
+        return False
+    return word[i] != "y" or i == 0 or not _is_consonant(word, i - 1)
+
+
+def _has_vowel(word: str) -> bool:
+    return any(not _is_consonant(word, i) for i in range(len(word)))
+
+
+def _stem(word: str) -> str:
+    """Step 1 of the Porter stemmer (plurals, ``-ed``, ``-ing``, ``-y``), on a folded
+    word, without its trailing ``e``: two words with the same result are one to FTS5's
+    ``porter`` tokenizer (the converse holds for most words, not all)."""
+    if len(word) > 2:
+        if word.endswith(("sses", "ies")):
+            word = word[:-2]
+        elif word.endswith("s") and not word.endswith("ss"):
+            word = word[:-1]
+        if word.endswith("eed"):
+            word = word[:-1]
+        else:
+            for suffix in ("ed", "ing"):
+                stem = word[: -len(suffix)]
+                if word.endswith(suffix) and _has_vowel(stem):
+                    word = stem
+                    doubled = len(word) > 1 and word[-1] == word[-2] and word[-1] not in "lsz"
+                    if doubled and _is_consonant(word, len(word) - 1):
+                        word = word[:-1]
+                    break
+        if word.endswith("y") and _has_vowel(word[:-1]):
+            word = word[:-1] + "i"
+    return word[:-1] if len(word) > 2 and word.endswith("e") else word
+
+
+class _Terms:
+    """The words of an FTS5 query, and whether a word of a text matches one of them."""
+
+    def __init__(self, query: str) -> None:
+        words, prefixes, _near, _ors = _fts5_counts(query)
+        self.prefixes = tuple(_fold(p) for p in prefixes)
+        self.stems = frozenset(_stem(_fold(w)) for w in words)
+        # Every word that can match starts with one of these (a stem may end in an
+        # ``i`` for a ``y``, or be one letter short of a doubled one) and, unless it is
+        # a prefix's, has at most a suffix of step 1 after it.
+        stems = {stem[:-1] or stem for stem in self.stems}
+        alternatives = [re.escape(h) + r"[^\W_]{0,5}(?![^\W_])" for h in sorted(stems)]
+        alternatives += [re.escape(p) for p in sorted(self.prefixes)]
+        self.candidate = (
+            re.compile(rf"(?<![^\W_])(?:{'|'.join(alternatives)})") if alternatives else None
+        )
+        self._seen: dict[str, bool] = {}
+
+    def match(self, folded_word: str) -> bool:
+        known = self._seen.get(folded_word)
+        if known is None:
+            known = folded_word.startswith(self.prefixes) or _stem(folded_word) in self.stems
+            if len(self._seen) < _MAX_CANDIDATES:
+                self._seen[folded_word] = known
+        return known
+
+    def first(self, folded: str) -> int | None:
+        """Where the first matching word of the folded text starts, if one of the first
+        :data:`_MAX_CANDIDATES` words that look like a match is one."""
+        if self.candidate is None:
+            return None
+        for n, found in enumerate(self.candidate.finditer(folded)):
+            word = _WORD.match(folded, found.start())
+            if word is not None and self.match(word.group()):
+                return found.start()
+            if n >= _MAX_CANDIDATES:
+                break
+        return None
+
+
+# How many words that look like a match (they start like a term) a snippet checks
+# before it gives up on finding one and shows the head of the text: a bound on the
+# work for a text written to defeat the search (``zebra`` 100,000 times, for ``zebr``).
+_MAX_CANDIDATES = 1_000
+
+
+def make_snippet(terms: _Terms, text: str | None) -> str:
+    """The snippet of a row's head (at most ``SNIPPET_SCAN`` characters): a window
+    around its first match, its matching words marked, cut to words."""
+    text = (text or "")[:SNIPPET_SCAN]
+    folded = _fold(text)
+    first = terms.first(folded)
+    start = 0 if first is None else max(0, first - SNIPPET_BEFORE)
+    # Marks take room in the window, as they did when it was cut from marked text; the
+    # text is taken a little wider, so the last word's match is known before it is cut.
+    end = min(len(text), start + SNIPPET_WIDTH + 1 + 64)
+    pieces: list[str] = []
+    at = start
+    for word in _WORD.finditer(folded, start, end):
+        if word.start() == start and start > 0 and _WORD.match(folded, start - 1):
+            continue  # the window starts inside this word: it is not a whole word
+        if terms.match(word.group()):
+            pieces += [text[at : word.start()], HIGHLIGHT_START, text[word.start() : word.end()]]
+            pieces.append(HIGHLIGHT_END)
+            at = word.end()
+    pieces.append(text[at:end])
+    return finish_snippet(start + 1, "".join(pieces)[: SNIPPET_WIDTH + 1])
 
 
 def finish_snippet(start: int, window: str | None) -> str:
-    """A snippet from the window the SQLite statement cut (see ``search_sql.SNIPPETS``):
-    whole words only, ``…`` where text was left out, the caller's markers."""
+    """A snippet from a marked window of the text starting at character ``start``
+    (1-based): whole words only, ``…`` where text was left out, the caller's markers."""
     window = window or ""
     cut_end = len(window) > SNIPPET_WIDTH
     if cut_end:
@@ -209,5 +356,6 @@ def page_snippets(
     }
     rows = fetch(sql, params)
     if dialect != "sqlite":
-        return {row[0]: row[2] or "" for row in rows}
-    return {row[0]: finish_snippet(int(row[1]), row[2]) for row in rows}
+        return {row[0]: row[1] or "" for row in rows}
+    terms = _Terms(query)
+    return {row[0]: make_snippet(terms, row[1]) for row in rows}

@@ -7,10 +7,11 @@ the only numbers written into the text are this module's own constants.
 ``_sessions_sql`` ranks every matching message (and title), then keeps each
 session's best one with ``ROW_NUMBER() OVER (PARTITION BY session_id ORDER BY
 rank)``; with ``top`` only the ``:k`` best messages are ranked (see
-``search._top_ranked``). Snippets are cut from ``highlight()`` /
-``ts_headline`` of the page's rows only, around the first marked term, so
-their cost grows with the length of those rows and never with the square of
-their matches (FTS5's ``snippet()`` scores every match against every other).
+``search._top_ranked``). Snippets are made for the page's rows only, from at
+most :data:`SNIPPET_SCAN` characters at the head of each (``search_run`` on
+SQLite, ``ts_headline`` on PostgreSQL), so their cost is bounded per row,
+whatever its length or number of matches (FTS5's ``snippet()`` scores every
+match against every other, ``highlight()`` re-copies its output at every match).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "ORDERS",
     "SNIPPETS",
     "SNIPPET_BEFORE",
+    "SNIPPET_SCAN",
     "SNIPPET_WIDTH",
     "TITLE_SNIPPETS",
     "WIDTH",
@@ -40,15 +42,19 @@ Order = Literal["relevance", "recent"]
 #: What surrounds a matched term in a snippet.
 MARK_START = "«"
 MARK_END = "»"
-#: SQLite marks terms with these (characters of Unicode's private use area, which no
-#: text is expected to hold) and cuts the snippet around the first one; the caller
-#: sees :data:`MARK_START` / :data:`MARK_END`.
+#: SQLite snippets mark terms with these (characters of Unicode's private use area,
+#: which no text is expected to hold) while they are cut to words; the caller sees
+#: :data:`MARK_START` / :data:`MARK_END`.
 HIGHLIGHT_START = "\ue000"
 HIGHLIGHT_END = "\ue001"
 #: A snippet: this many characters of the text at most, starting at most
 #: :data:`SNIPPET_BEFORE` characters before the first marked term.
 SNIPPET_WIDTH = 160
 SNIPPET_BEFORE = 40
+#: A snippet looks for its first match in this many characters at the head of the text
+#: at most (past them, the snippet is the head of the text): the work per row is
+#: bounded by this, not by the row's length or its number of matches.
+SNIPPET_SCAN = 262_144
 
 
 SESSION_SELECT = ", ".join(f"s.{column.name}" for column in SESSION_COLUMNS)
@@ -169,40 +175,32 @@ def messages_sql(dialect: str, *, session: bool, after: bool) -> str:
     )
 
 
-# Snippets: the window of ``highlight()`` (linear in the text) around the first
-# marked term, one character wider than a snippet so the caller can tell that the
-# text goes on; with the window's start, so it can tell that text comes before.
-_WINDOW = (
-    "SELECT id, max(1, instr(h, :start) - {before}), substr(h, max(1, instr(h, :start) - {before}),"
-    " {width} + 1) FROM ({inner} LIMIT -1)"
-)
+# Snippets: SQLite returns the head of each of the page's rows, at most SNIPPET_SCAN
+# characters, and ``search_run`` finds the first match in it and marks the terms of a
+# window of it. Not ``highlight()``: it re-copies its output at every match, so its cost
+# grows with the square of a row's matches (15 s for one message of 160,000 matching
+# words), inside one C call that no time limit interrupts. PostgreSQL's ``ts_headline``
+# gets the same head of the row, so its work is bounded the same way.
 SNIPPETS = {
-    "sqlite": _WINDOW.format(
-        before=SNIPPET_BEFORE,
-        width=SNIPPET_WIDTH,
-        inner="SELECT rowid AS id, highlight(messages_fts, 0, :start, :end) AS h"
-        " FROM messages_fts WHERE messages_fts MATCH :query"
-        " AND rowid IN (SELECT value FROM json_each(:ids))",
+    "sqlite": (
+        f"SELECT m.message_id, substr(m.content, 1, {SNIPPET_SCAN}) FROM messages m"
+        " WHERE m.message_id IN (SELECT value FROM json_each(:ids))"
     ),
     "postgresql": (
-        "SELECT m.message_id, 1, ts_headline('sessionstore_search', m.content,"
-        " to_tsquery('sessionstore_search', :query),"
+        "SELECT m.message_id, ts_headline('sessionstore_search',"
+        f" left(m.content, {SNIPPET_SCAN}), to_tsquery('sessionstore_search', :query),"
         " 'StartSel=" + MARK_START + ", StopSel=" + MARK_END + ", MaxWords=30, MinWords=12,"
         " MaxFragments=1') FROM messages m WHERE m.message_id = ANY(:ids)"
     ),
 }
 TITLE_SNIPPETS = {
-    "sqlite": _WINDOW.format(
-        before=SNIPPET_BEFORE,
-        width=SNIPPET_WIDTH,
-        inner="SELECT s.session_id AS id, highlight(session_titles_fts, 0, :start, :end) AS h"
-        " FROM session_titles_fts JOIN sessions s ON s.search_key = session_titles_fts.rowid"
-        " WHERE session_titles_fts MATCH :query"
-        " AND s.session_id IN (SELECT value FROM json_each(:ids))",
+    "sqlite": (
+        f"SELECT s.session_id, substr(s.title, 1, {SNIPPET_SCAN}) FROM sessions s"
+        " WHERE s.session_id IN (SELECT value FROM json_each(:ids))"
     ),
     "postgresql": (
-        "SELECT s.session_id, 1, ts_headline('sessionstore_search', s.title,"
-        " to_tsquery('sessionstore_search', :query),"
+        "SELECT s.session_id, ts_headline('sessionstore_search',"
+        f" left(s.title, {SNIPPET_SCAN}), to_tsquery('sessionstore_search', :query),"
         " 'StartSel=" + MARK_START + ", StopSel=" + MARK_END + ", HighlightAll=true')"
         " FROM sessions s WHERE s.session_id = ANY(:ids)"
     ),

@@ -24,7 +24,7 @@ every term. So the text is bounded here, before anything runs:
   most :data:`MAX_DEPTH` deep, all counted before the engine sees the text.
 
 A search also stops at a time limit (``search_run.TIME_LIMIT``), and its
-snippets cost the length of the page's rows (``search_sql``).
+snippets cost a bounded head of each of the page's rows (``search_sql``).
 
 In the default ``plain`` mode each whitespace-separated word is quoted as a
 string of the engine's query language (``multi-agent``, ``don't``, ``C++``,

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .errors import InvalidInput, SessionExists, SessionNotFound, shown
+from .errors import InvalidInput, SessionArchived, SessionExists, SessionNotFound, shown
 from .ids import lock_id, newest_snapshot, record_event, require_free
 from .models import STATUSES, Session, SessionMetadata
 from .prepared import Prepared, from_db_time, to_db_time
@@ -106,6 +106,20 @@ def require_session(conn: Connection, session_id: str) -> str:
     return str(status)
 
 
+def require_writable(conn: Connection, session_id: str) -> None:
+    """Lock the session's row for this transaction; :class:`SessionArchived` if archived.
+
+    An archived session is read-only, its title, metadata and timeouts
+    included: its snapshot is what a purge keeps and a restore brings back, so
+    a change made after it would be silently undone.
+    """
+    status = conn.execute(_EXISTS.with_for_update(), {"session_id": session_id}).scalar()
+    if status is None:
+        raise SessionNotFound(session_id)
+    if status == "archived":
+        raise SessionArchived(session_id)
+
+
 def check_status(status: object) -> str | None:
     if status is None:
         return None
@@ -143,6 +157,25 @@ def check_timeout(name: str, value: object) -> float | None:
             f"{name} must be a positive timedelta of at most a century, or None; not {shown(value)}"
         )
     return value.total_seconds()
+
+
+def delete_session(conn: Connection, session_id: str, now: datetime) -> bool:
+    """Delete one session under its id's lock; whether it existed.
+
+    Every deletion of a session goes through here (``sessions.delete``, the
+    legacy manager's cleanup), so that one with snapshots leaves its last
+    sequence number in the history, as a purge does: no older snapshot is
+    then restored over the id as if those numbers had never been given.
+    """
+    lock_id(conn, session_id)
+    row = conn.execute(_DELETE, {"session_id": session_id}).first()
+    if row is None:
+        return False
+    snapshot_id = newest_snapshot(conn, session_id)
+    if snapshot_id is not None:
+        details = {"messages": row.message_count, "last_seq": row.last_seq}
+        record_event(conn, session_id, "purge", "delete", snapshot_id, now, details)
+    return True
 
 
 class SessionRepository:
@@ -296,6 +329,7 @@ class SessionRepository:
         now = self._clock()
 
         def work(conn: Connection) -> SessionRecord:
+            require_writable(conn, session_id)
             row = conn.execute(_RENAME, {"sid": session_id, "title": title, "now": now}).first()
             if row is None:
                 raise SessionNotFound(session_id)
@@ -315,14 +349,8 @@ class SessionRepository:
         now = self._clock()
 
         def work(conn: Connection) -> None:
-            lock_id(conn, session_id)
-            row = conn.execute(_DELETE, {"session_id": session_id}).first()
-            if row is None:
+            if not delete_session(conn, session_id, now):
                 raise SessionNotFound(session_id)
-            snapshot_id = newest_snapshot(conn, session_id)
-            if snapshot_id is not None:
-                details = {"messages": row.message_count, "last_seq": row.last_seq}
-                record_event(conn, session_id, "purge", "delete", snapshot_id, now, details)
 
         self._runner.write(work)
 
@@ -332,7 +360,7 @@ class SessionRepository:
         pairs = check_metadata_pairs({check_id("metadata key", key): value})
 
         def work(conn: Connection) -> None:
-            require_session(conn, session_id)
+            require_writable(conn, session_id)
             stmt = dialect_insert(conn.dialect.name, SessionMetadata).values(
                 [{"session_id": session_id, "key": k, "value": v} for k, v in pairs.items()]
             )
@@ -349,7 +377,7 @@ class SessionRepository:
         key = check_id("metadata key", key)
 
         def work(conn: Connection) -> bool:
-            require_session(conn, session_id)
+            require_writable(conn, session_id)
             result = conn.execute(_DELETE_METADATA, {"session_id": session_id, "key": key})
             return bool(result.rowcount)
 

@@ -48,7 +48,7 @@ from .engine import (
     sqlite_path,
 )
 from .errors import InvalidInput, InvalidStateError, StoreClosedError
-from .export import Format, export_session
+from .export import Format, export_session, export_to_path
 from .health import Health
 from .imports import import_session
 from .lifecycle import Lifecycle
@@ -302,6 +302,31 @@ class SessionStore:
         else, a path included, is :class:`InvalidInput`.
         """
         return export_session(self._runner, session_id, format, out)
+
+    def export_file(
+        self,
+        session_id: str,
+        path: str | os.PathLike[str],
+        format: Format = "json",
+        *,
+        overwrite: bool = False,
+    ) -> Path:
+        """Export the session into the file at ``path``, whole or not at all.
+
+        Written beside ``path`` in a private directory, with the database's
+        permission bits, then put in place in one step. An existing file is
+        replaced only with ``overwrite=True``; a symbolic link there is never
+        followed; the database's own files are refused.
+        """
+        self._check_open()
+        return export_to_path(
+            self._runner,
+            session_id,
+            path,
+            format,
+            database=Path(self.path) if self.path is not None else None,
+            overwrite=overwrite,
+        )
 
     def import_session(
         self,

@@ -124,6 +124,7 @@ SPECS: dict[str, Spec] = {
     "store.backup": Spec(reads=True),
     "store.close": WRITE,  # called last, on its own
     "store.export": READ,
+    "store.export_file": Spec(reads=True, args={"path": lambda c: c.tmp / c.fresh_id("export")}),
     "store.from_config": WRITE,
     "store.from_engine": Spec(var_keywords=STORE_OPTIONS),
     "store.import_session": Spec(args={"source": _fresh_export}),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,7 +28,6 @@ from ..errors import SessionStoreError
 from ..store import SessionStore
 
 __all__ = [
-    "OutputFile",
     "db_option",
     "emit_json",
     "fail",
@@ -140,29 +138,6 @@ def fail(message: str) -> NoReturn:
     """Print one clean error line and exit with status 2."""
     click.echo(f"error: {message.translate(_LINE_BREAKS)}", err=True)
     sys.exit(2)
-
-
-class OutputFile(click.File):
-    """``click.File`` whose unusable names (NUL, lone surrogates, too long, a
-    directory) are a clean usage error rather than a Python exception.
-
-    The file itself is still opened lazily, on the first write, so a command
-    that fails first leaves no empty file behind.
-    """
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, str) and value != "-":
-            problem = None
-            try:
-                if stat.S_ISDIR(os.stat(value).st_mode):
-                    problem = "it is a directory"
-            except FileNotFoundError:
-                pass  # created on the first write; a missing directory is reported then
-            except (ValueError, UnicodeError, OSError) as exc:
-                problem = str(exc)
-            if problem is not None:
-                self.fail(f"cannot write to {value[:200]!r}: {problem}", param, ctx)
-        return super().convert(value, param, ctx)
 
 
 class CleanErrors(click.Group):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from typing import Any
 
 import click
 
+from ..export import Format
 from ..records import SessionRecord
 from ..search import MARK_END, MARK_START, Mode
 from .base import (
-    OutputFile,
     db_option,
     emit_json,
     json_option,
@@ -115,19 +116,22 @@ def show(url: str, as_json: bool, session_id: str, last: int | None) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["json", "markdown"]), default="json", show_default=True
 )
-@click.option(
-    "--output",
-    "-o",
-    type=OutputFile("w", encoding="utf-8"),
-    default="-",
-    help="File to write (default: standard output).",
-)
-def export(url: str, session_id: str, fmt: str, output: Any) -> None:
-    """Export one whole session (streamed, for sessions of any size)."""
+@click.option("--output", "-o", default="-", help="File to write (default: standard output).")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+def export(url: str, session_id: str, fmt: str, output: str, force: bool) -> None:
+    """Export one whole session (streamed, for sessions of any size).
+
+    A file given with -o is written whole or not at all, with the database's
+    permission bits; an existing one is replaced only with --force.
+    """
+    form: Format = "json" if fmt == "json" else "markdown"
     with opened(url) as store:
-        # "No session" before the output file is first touched (and so created empty).
-        store.sessions.get(session_id)
-        store.export(session_id, "json" if fmt == "json" else "markdown", out=output)
+        if output == "-":
+            # "No session" before anything reaches standard output.
+            store.sessions.get(session_id)
+            store.export(session_id, form, out=sys.stdout)
+        else:
+            store.export_file(session_id, output, form, overwrite=force)
 
 
 @main.command()
