@@ -241,3 +241,73 @@ def test_sqlite_url_query_parameters_are_refused_not_ignored(tmp_path: Path, que
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1
     assert "no query parameters" in result.output
+
+
+def _acknowledged_only_in_the_wal(path: Path) -> None:
+    """A writer appends and dies without a checkpoint: its writes live in ``path``-wal."""
+    code = (
+        "import os\n"
+        "from sessionstore import SessionStore\n"
+        f"s = SessionStore.open('sqlite:///{path}')\n"
+        "s.sessions.create('m', session_id='precious')\n"
+        "s.messages.append('precious', 'user', 'acknowledged')\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert Path(f"{path}-wal").stat().st_size > 0
+
+
+@pytest.mark.parametrize("shape", ["emptied", "dangling link"])
+def test_a_wal_beside_an_emptied_or_linked_away_database_is_refused(
+    tmp_path: Path, shape: str
+) -> None:
+    real = tmp_path / "real" / "chat.db"
+    real.parent.mkdir()
+    _acknowledged_only_in_the_wal(real)
+    if shape == "emptied":
+        real.write_bytes(b"")
+        url = f"sqlite:///{real}"
+    else:
+        real.unlink()
+        (tmp_path / "link.db").symlink_to(real)
+        url = f"sqlite:///{tmp_path / 'link.db'}"
+    with pytest.raises(OrphanedJournal):
+        SessionStore.open(url)
+    assert Path(f"{real}-wal").stat().st_size > 0  # the frames are still there
+
+
+def test_an_export_never_reaches_the_wal_through_a_linked_database(tmp_path: Path) -> None:
+    """The -wal lives beside the resolved file, not beside the link the store was given."""
+    real = tmp_path / "real" / "chat.db"
+    real.parent.mkdir()
+    SessionStore.open(f"sqlite:///{real}").close()
+    (tmp_path / "link.db").symlink_to(real)
+    with SessionStore.open(f"sqlite:///{tmp_path / 'link.db'}") as store:
+        sid = store.sessions.create("m").session_id
+        store.messages.append(sid, "user", "acknowledged")
+        for own in ("", "-wal", "-shm"):
+            with pytest.raises(InvalidInput, match="own file"):
+                store.export_file(sid, f"{real}{own}", overwrite=True)
+        assert store.messages.recent(sid, 5)[0].content == "acknowledged"
+
+
+def test_a_store_keeps_its_file_after_the_process_changes_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    with SessionStore.open("sqlite:///chat.db") as store:
+        sid = store.sessions.create("m").session_id
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        store.messages.append(sid, "user", "still the same file")
+        assert store.path == tmp_path / "chat.db"
+        with pytest.raises(InvalidInput, match="own file"):
+            store.export_file(sid, tmp_path / "chat.db-wal", overwrite=True)
+        out = store.export_file(sid, "copy.json")
+    assert out == tmp_path / "elsewhere" / "copy.json"
+    assert not (tmp_path / "elsewhere" / "chat.db").exists()
+
+
+def test_memory_url_query_parameters_are_refused() -> None:
+    with pytest.raises(InvalidInput, match="no query parameters"):
+        SessionStore.open("sqlite:///:memory:?cache=shared")

@@ -130,3 +130,13 @@ def test_the_window_is_cut_around_the_first_match_in_python() -> None:
     decoys = "zebrx " * 5_000 + "zebra"
     assert "«" not in make_snippet(_Terms('"zebra"'), decoys)
     assert make_snippet(_Terms('"zebra"'), "zebrx " * 10 + "zebra").endswith("«zebra»")
+
+
+def test_stored_sentinel_characters_never_read_as_marks(sqlite_store: SessionStore) -> None:
+    sid = sqlite_store.sessions.create("m").session_id
+    sqlite_store.messages.append(sid, "user", "plain \ue000fake\ue001 text with word")
+    sqlite_store.messages.append(sid, "user", "\ue000 starts here and the word")
+    snippets = sorted(h.snippet for h in sqlite_store.search.messages("word").items)
+    for snippet in snippets:
+        assert snippet.count("«") == snippet.count("»") == 1, snippet
+        assert "«word»" in snippet

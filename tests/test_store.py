@@ -126,7 +126,7 @@ def test_default_url_comes_from_the_environment(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SESSIONSTORE_URL", raising=False)
     with SessionStore.open() as store:
-        assert store.path == Path(".ai-router-sessions.db")
+        assert store.path == tmp_path / ".ai-router-sessions.db"  # absolute: chdir-proof
     assert (tmp_path / ".ai-router-sessions.db").exists()
     monkeypatch.setenv("SESSIONSTORE_URL", f"sqlite:///{tmp_path / 'other.db'}")
     with SessionStore.open() as store:

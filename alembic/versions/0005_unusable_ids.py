@@ -13,7 +13,15 @@ cannot read:
 * a timestamp that is not a time (``2024-02-30 ...``, hour 24, a BLOB that
   adoption turned into a negative year) in ``sessions.created_at``,
   ``updated_at``, ``last_activity``, ``archived_at`` or ``messages.timestamp``:
-  listing, sweeping and expiring failed for the whole database.
+  listing, sweeping and expiring failed for the whole database; so did an
+  offset time that leaves the calendar once converted to UTC
+  (``0001-01-01T00:00:00+05:00``);
+* TEXT that is not UTF-8 (in the same text columns): listing failed for the
+  whole database, since the driver cannot decode it;
+* a ``messages.sequence_number`` that is not an integer (``'draft'``, a
+  real): adoption made it the session's ``last_seq`` (text sorts above
+  integers in ``MAX``), so an append computed ``'draft' + 1 = 1`` and handed
+  out a sequence number twice or failed on every call.
 
 This revision repairs what it can without guessing and quarantines the rest
 in the tables of 0002 (nothing is deleted outright; each row says why it is
@@ -21,10 +29,15 @@ there):
 
 * a BLOB that is UTF-8 text without NUL is the text it spells: it becomes
   that TEXT in place (search indexes follow through their triggers);
-* any other BLOB in a text column moves its row to quarantine: a message to
-  ``quarantined_messages``, a metadata row to ``quarantined_metadata``, a
-  session with its messages and metadata to ``quarantined_sessions`` (so is a
-  metadata key whose text would duplicate a key its session already has);
+* any other BLOB in a text column, and TEXT that is not UTF-8, moves its row
+  to quarantine: a message to ``quarantined_messages``, a metadata row to
+  ``quarantined_metadata``, a session with its messages and metadata to
+  ``quarantined_sessions`` (so is a metadata key whose text would duplicate a
+  key its session already has);
+* a message whose sequence number is not an integer moves to quarantine, the
+  reason naming the value; then each session whose ``last_seq`` is not an
+  integer gets the highest integer sequence number its messages, kept or
+  quarantined, ever had (0 if none), so no number is handed out twice;
 * a timestamp the store's reading rule refuses moves its session (with its
   messages and metadata) or its message to quarantine, the reason naming the
   column and the value. No time is invented in its place: a made-up time
@@ -35,6 +48,9 @@ here, since revisions are frozen history and never import the package: ISO
 text, with or without an offset, or Unix seconds; ``NULL`` only where the
 column allows it (``archived_at``). Values in the form the store writes are
 tested in SQL, in one pass per table; only the others are parsed in Python.
+TEXT is tested as its bytes by a Python function registered on the
+connection for this pass (SQLite has no test for UTF-8; an exact ``GLOB``
+prefilter costs ten times as much).
 
 Sessions written through the store always obey these rules, and on
 PostgreSQL the typed columns cannot hold such values, so there only the id
@@ -66,16 +82,34 @@ MAX_ID_BYTES = 255
 REASON = "session id breaks the id rule (blank, NUL, not text or over 255 bytes)"
 PARENT = "its session was quarantined: its id breaks the id rule"
 
-#: Per table: its key, its text columns, its timestamp columns (and which may be NULL).
+#: Per table: its key, its text columns, its integer columns, its timestamp columns
+#: (and which may be NULL).
 TABLES = {
-    "sessions": ("rowid", ("model_id", "model_name", "title"),
+    "sessions": ("rowid", ("model_id", "model_name", "title"), (),
                  ("created_at", "updated_at", "last_activity", "archived_at")),
-    "messages": ("message_id", ("content", "metadata"), ("timestamp",)),
-    "session_metadata": ("metadata_id", ("key", "value"), ()),
+    "messages": ("message_id", ("content", "metadata"), ("sequence_number",), ("timestamp",)),
+    "session_metadata": ("metadata_id", ("key", "value"), (), ()),
 }  # fmt: skip
 NULLABLE_TIMES = {"archived_at"}
 _D = "[0-9]"
 CANONICAL = f"{_D * 4}-{_D * 2}-{_D * 2} {_D * 2}:{_D * 2}:{_D * 2}.{_D * 6}"
+#: The SQL function, registered for the scan, that tells bytes which are not UTF-8.
+NOT_UTF8 = "sessionstore_0005_not_utf8"
+
+
+def _not_utf8(raw: bytes | None) -> int:
+    if raw is None:
+        return 0
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return 1
+    return 0
+
+
+def _text_not_utf8(column: str) -> str:
+    """SQL: ``column`` is TEXT whose bytes are not UTF-8."""
+    return f"(typeof({column}) = 'text' AND {NOT_UTF8}(CAST({column} AS BLOB)))"
 
 
 def _written_by_store(column: str) -> str:
@@ -119,7 +153,10 @@ def _is_time(value: object) -> bool:
             try:
                 datetime.fromisoformat(value + "+00:00")
             except ValueError:
-                datetime.fromisoformat(value.strip())
+                parsed = datetime.fromisoformat(value.strip())
+                if parsed.tzinfo is not None:
+                    # The store reads an offset time as UTC: it must stay in the calendar.
+                    parsed.astimezone(UTC)
             return True
         if isinstance(value, int | float) and not isinstance(value, bool):
             datetime.fromtimestamp(value, UTC)
@@ -145,12 +182,21 @@ def _stored(kind: str, raw: object) -> object:
 
 
 def _verdict(
-    table: str, texts: tuple[str, ...], times: tuple[str, ...], values: Sequence[object]
+    table: str,
+    columns: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]],
+    values: Sequence[object],
 ) -> tuple[str | None, dict[str, str]]:
     """Why the row must go to quarantine (or None), and the BLOBs that become text."""
+    texts, integers, times = columns
     converted: dict[str, str] = {}
     for i, column in enumerate(texts):
         kind, raw = values[2 * i], values[2 * i + 1]
+        if kind == "text":
+            try:
+                bytes(raw).decode("utf-8")
+            except UnicodeDecodeError:
+                return f"{table}.{column} is text that is not UTF-8", {}
+            continue
         if kind != "blob":
             continue
         try:
@@ -160,7 +206,12 @@ def _verdict(
         if "\x00" in decoded:
             return f"{table}.{column} is a BLOB that is not UTF-8 text without NUL", {}
         converted[column] = decoded
-    for i, column in enumerate(times, start=len(texts)):
+    for i, column in enumerate(integers, start=len(texts)):
+        kind = values[2 * i]
+        if kind != "integer":
+            value = _stored(str(kind), values[2 * i + 1])
+            return f"{table}.{column} is not an integer: {_shown(value)}", {}
+    for i, column in enumerate(times, start=len(texts) + len(integers)):
         kind, value = values[2 * i], _stored(str(values[2 * i]), values[2 * i + 1])
         if kind == "null" and column in NULLABLE_TIMES:
             continue
@@ -174,25 +225,27 @@ def _unreadable_rows(
 ) -> list[tuple[object, str | None, dict[str, str]]]:
     """Each row of ``table`` holding a value the store cannot read: its key, why it must
     be quarantined (or None) and the BLOBs to turn into text."""
-    key, texts, times = TABLES[table]
-    shown = [f"typeof({c}), {c}" for c in texts]
-    shown += [
+    key, texts, integers, times = TABLES[table]
+    # Text is read as its bytes: the driver cannot decode TEXT that is not UTF-8.
+    shown = [
         f"typeof({c}), CASE WHEN typeof({c}) = 'text' THEN CAST({c} AS BLOB) ELSE {c} END"
-        for c in times
+        for c in texts + integers + times
     ]
-    where = [f"typeof({c}) = 'blob'" for c in texts]
+    where = [f"(typeof({c}) = 'blob' OR {_text_not_utf8(c)})" for c in texts]
+    where += [f"typeof({c}) <> 'integer'" for c in integers]
     where += [
         f"NOT ({c} IS NULL OR {_written_by_store(c)})"
         if c in NULLABLE_TIMES
         else f"NOT {_written_by_store(c)}"
         for c in times
     ]
+    bind.connection.driver_connection.create_function(NOT_UTF8, 1, _not_utf8, deterministic=True)
     rows = bind.exec_driver_sql(
         f"SELECT {key}, {', '.join(shown)} FROM {table} WHERE {' OR '.join(where)}"
     ).all()
     found = []
     for row in rows:
-        why, converted = _verdict(table, texts, times, row[1:])
+        why, converted = _verdict(table, (texts, integers, times), row[1:])
         found.append((row[0], why, converted))
     return found
 
@@ -263,6 +316,22 @@ MOVE_METADATA = f"""
     SELECT metadata_id, session_id, key, value, :reason, {NOW}
     FROM session_metadata WHERE metadata_id = :key
 """
+# A session whose last_seq is not an integer (adopted from a message's text sequence
+# number) restarts from the highest integer its messages, kept or quarantined, ever had,
+# and never below a real last_seq rounded up: no number is handed out twice.
+SETTLE_LAST_SEQ = """
+    UPDATE sessions SET last_seq = MAX(
+        COALESCE((SELECT MAX(m.sequence_number) FROM messages m
+                  WHERE m.session_id = sessions.session_id
+                    AND typeof(m.sequence_number) = 'integer'), 0),
+        COALESCE((SELECT MAX(q.sequence_number) FROM quarantined_messages q
+                  WHERE q.session_id = sessions.session_id
+                    AND typeof(q.sequence_number) = 'integer'), 0),
+        CASE WHEN typeof(last_seq) = 'real' AND last_seq BETWEEN 0 AND 9e18
+             THEN CAST(last_seq AS INTEGER) + (last_seq > CAST(last_seq AS INTEGER))
+             ELSE 0 END)
+    WHERE typeof(last_seq) <> 'integer'
+"""
 DUPLICATE_KEY = (
     "SELECT 1 FROM session_metadata d JOIN session_metadata o"
     " ON o.session_id = d.session_id AND o.metadata_id <> d.metadata_id"
@@ -299,6 +368,7 @@ def _repair_sqlite(bind: sa.Connection) -> None:
                 move = MOVE_MESSAGE if table == "messages" else MOVE_METADATA
                 bind.execute(sa.text(move), {"key": row_key, "reason": why})
                 bind.execute(sa.text(f"DELETE FROM {table} WHERE {key} = :key"), {"key": row_key})
+    bind.execute(sa.text(SETTLE_LAST_SEQ))
 
 
 def upgrade() -> None:

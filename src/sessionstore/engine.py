@@ -47,6 +47,7 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import QueuePool, StaticPool
 
+from . import files
 from .config import StoreConfig
 from .errors import (
     ConnectionFailed,
@@ -57,7 +58,6 @@ from .errors import (
     SessionStoreError,
     StorageError,
     StorageIOError,
-    shown,
     translate,
 )
 
@@ -212,6 +212,13 @@ def _sqlite_engine(url: URL, config: StoreConfig, *, create: bool) -> Engine:
         "timeout": config.busy_timeout.total_seconds(),
         "check_same_thread": False,
     }
+    if url.query:
+        # The driver would ignore them (``?mode=ro`` would still write): refuse.
+        raise InvalidInput(
+            f"sqlite URLs take no query parameters ({', '.join(sorted(url.query))}): "
+            "pass options to SessionStore.open(url, ...), and open an existing file "
+            "without creating or upgrading it with create=False, upgrade=False"
+        )
     memory = is_memory(url)
     if memory:
         # One connection, shared: a second connection would see another database.
@@ -222,13 +229,10 @@ def _sqlite_engine(url: URL, config: StoreConfig, *, create: bool) -> Engine:
         path = str(url.database)
         if path.startswith("file:"):
             raise InvalidInput("use a plain path in sqlite:/// URLs, not a file: URI")
-        if url.query:
-            # The driver would ignore them (``?mode=ro`` would still write): refuse.
-            raise InvalidInput(
-                f"sqlite URLs take no query parameters ({', '.join(sorted(url.query))}): "
-                "pass options to SessionStore.open(url, ...), and open an existing file "
-                "without creating or upgrading it with create=False, upgrade=False"
-            )
+        # Absolute from here on: a pooled connection opened after the process
+        # changed directory must reach the same file, and so must store.path.
+        path = os.path.abspath(path)
+        url = url.set(database=path)
         _check_sqlite_path(path, create=create)
         options: dict[str, Any] = {"connect_args": connect_args}
         if not create:
@@ -271,7 +275,8 @@ def _sqlite_engine(url: URL, config: StoreConfig, *, create: bool) -> Engine:
 
 
 def _check_sqlite_path(path: str, *, create: bool) -> None:
-    full = os.path.abspath(path)
+    # NUL, lone surrogates, names too long: InvalidInput before any system call.
+    full = str(files.checked_path(path, "the database path"))
     if os.path.isdir(full):
         raise InvalidInput(
             f"{full} is a directory, not a database file; name a file, "
@@ -286,26 +291,31 @@ def _check_sqlite_path(path: str, *, create: bool) -> None:
 
 
 def _refuse_orphaned_journal(full: str) -> None:
-    """Refuse a missing database with a ``-wal`` or ``-journal`` beside it.
+    """Refuse a database that is missing (or empty, with a -wal) while its journal is there.
 
     Such a file holds pages of a database that is no longer there (moved, or
     lost between two renames). Opening would create an empty database, and
     SQLite would then discard those pages: acknowledged writes would vanish
-    while the new file reports itself healthy. (An *empty* database with a
-    journal beside it is what another process creating the file looks like
-    for a moment, so only a missing one is refused.)
+    while the new file reports itself healthy. SQLite looks for them beside
+    the resolved file, so a dangling link is followed. An empty file with a
+    ``-journal`` beside it is what another process creating the database
+    looks like for a moment, so only a ``-wal`` makes an empty file refused
+    (a WAL database always has its header written before its first frame).
     """
-    if os.path.lexists(full):
-        return
-    for suffix in ("-wal", "-journal"):
+    for base in dict.fromkeys((full, os.path.realpath(full))):
         try:
-            size = os.path.getsize(full + suffix)
+            size: int | None = os.path.getsize(base)
         except OSError:
+            size = None  # missing, or a link to nothing
+        if size:
             continue
-        except ValueError as exc:  # NUL or a lone surrogate: no file can have this name
-            raise InvalidInput(f"{shown(full)} cannot be a database path: {exc}") from None
-        if size > 0:
-            raise OrphanedJournal(full, full + suffix)
+        for suffix in ("-wal",) if size == 0 else ("-wal", "-journal"):
+            try:
+                found = os.path.getsize(base + suffix)
+            except OSError:
+                continue
+            if found > 0:
+                raise OrphanedJournal(base, base + suffix)
 
 
 def _existing_file(path: str, connect_args: dict[str, Any]) -> Callable[[], sqlite3.Connection]:

@@ -191,17 +191,26 @@ def check_destination(target: Path, *, overwrite: bool, magic: bytes, kind: str)
     return True
 
 
+#: The database file and the files SQLite keeps beside it.
+SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
 def refuse_own_files(database: Path, target: Path, what: str) -> None:
     """:class:`InvalidInput` if ``target`` names the database or its -wal, -shm or -journal.
 
-    By name (links resolved) and by inode, so neither a symbolic nor a hard
-    link to one of them gets past.
+    By name and by inode, so neither a symbolic nor a hard link to one of them
+    gets past. SQLite keeps the -wal and -shm beside the *resolved* database
+    file, so the names are taken from both the path and its resolution.
     """
-    own = [Path(f"{database}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")]
+    bases = {os.path.abspath(database), os.path.realpath(database)}
+    own = [Path(f"{base}{suffix}") for base in bases for suffix in SIDE_FILES]
+    names = {os.path.realpath(path) for path in own} | {str(path) for path in own}
     real_target = os.path.join(os.path.realpath(target.parent), target.name)
-    names = {os.path.realpath(path) for path in own}
     same = real_target in names or os.path.realpath(target) in names
-    info = lstat(target)
+    try:
+        info = os.stat(target)  # through links: what a write would reach
+    except OSError:
+        info = None
     if info is not None and not same:
         for path in own:
             mine = lstat(path)

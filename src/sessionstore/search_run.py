@@ -296,12 +296,14 @@ class _Terms:
 # before it gives up on finding one and shows the head of the text: a bound on the
 # work for a text written to defeat the search (``zebra`` 100,000 times, for ``zebr``).
 _MAX_CANDIDATES = 1_000
+_NO_SENTINELS = str.maketrans({HIGHLIGHT_START: "\ufffd", HIGHLIGHT_END: "\ufffd"})
 
 
 def make_snippet(terms: _Terms, text: str | None) -> str:
     """The snippet of a row's head (at most ``SNIPPET_SCAN`` characters): a window
     around its first match, its matching words marked, cut to words."""
-    text = (text or "")[:SNIPPET_SCAN]
+    # A stored sentinel would read as a mark: shown as U+FFFD (same length, same offsets).
+    text = (text or "")[:SNIPPET_SCAN].translate(_NO_SENTINELS)
     folded = _fold(text)
     first = terms.first(folded)
     start = 0 if first is None else max(0, first - SNIPPET_BEFORE)
