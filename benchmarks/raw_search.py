@@ -2,8 +2,8 @@
 
 :class:`RawSearch` holds one persistent ``sqlite3`` connection with the
 store's pragmas, and runs the very SQL text :mod:`sessionstore.search` runs
-on SQLite (built by its own ``_sessions_sql``, ``_top_ranked``,
-``_messages_sql`` and snippet SQL, whose rows' heads it turns into snippets
+on SQLite (built by its own ``sessions_sql``, ``_top_ranked``,
+``messages_sql`` and snippet SQL, whose rows' heads it turns into snippets
 with the library's own ``page_snippets``), in a read transaction, with the same
 parameters and the same keyset. What the store adds on top (validation,
 records, cursors, its pool, the search time limit) is what the benchmarks
@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from sessionstore import search as _search
+from sessionstore import search_sql
 from sessionstore.search_run import page_snippets
 from sessionstore.search_text import fts5_plain
 
 __all__ = ["RawSearch"]
 
-_W = _search._WIDTH
+_W = search_sql.WIDTH
 
 
 class RawSearch:
@@ -40,16 +41,16 @@ class RawSearch:
             self.conn.execute(pragma)
         shape = {"model": False, "status": False, "since": False}
         self.sessions_sql = {
-            after: _search._sessions_sql("sqlite", "relevance", **shape, after=after)
+            after: search_sql.sessions_sql("sqlite", "relevance", **shape, after=after)
             for after in (False, True)
         }
         # The same two-step work as the store: the best messages first, widened until
         # the page is exact (``_top_ranked``), the full window only as a fallback.
         self.top_sql = {
-            after: _search._sessions_sql("sqlite", "relevance", **shape, after=after, top=True)
+            after: search_sql.sessions_sql("sqlite", "relevance", **shape, after=after, top=True)
             for after in (False, True)
         }
-        self.messages_sql = _search._messages_sql("sqlite", session=False, after=False)
+        self.messages_sql = search_sql.messages_sql("sqlite", session=False, after=False)
 
     def close(self) -> None:
         self.conn.close()

@@ -6,7 +6,7 @@ The corpus (``search_corpus.py``) is built once and cached under
 benchmark session, on the same file: through the store (``ours``) and
 through :class:`raw_search.RawSearch` (``raw``), one persistent
 ``sqlite3`` connection running the very SQL text ``sessionstore.search``
-runs (``_sessions_sql`` / ``_messages_sql`` and the snippet query for the
+runs (``sessions_sql`` / ``messages_sql`` and the snippet query for the
 page), with the same parameters, in a read transaction. Both sides must
 return the same page; the timing is pytest-benchmark's, and the medians are
 compared.
@@ -30,7 +30,6 @@ queries.
 from __future__ import annotations
 
 import contextlib
-import json
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +42,7 @@ from modes import scale
 from raw_search import RawSearch
 from search_corpus import ROOT, CorpusFacts, corpus, vocabulary
 
-from sessionstore import InvalidSearchQuery, SessionStore
+from sessionstore import InvalidSearchQuery, SessionStore, search_run, search_sql
 from sessionstore import search as _search
 
 PAGE = 20
@@ -432,7 +431,7 @@ def test_hostile_query(benchmark: Any, search_env: SearchEnv, name: str) -> None
 
 # --- where the common term's time goes ----------------------------------------------
 
-_SQL = _search._sessions_sql(
+_SQL = search_sql.sessions_sql(
     "sqlite", "relevance", model=False, status=False, since=False, after=False
 )
 #: The library's own CTEs (``hits``, ``best``), without the final SELECT.
@@ -501,13 +500,15 @@ def test_common_term_stages(benchmark: Any, search_env: SearchEnv, stage: str) -
     benchmark.group = "search: common term page 1, stage by stage (raw)"
     page = conn.execute(_SQL, params).fetchall()
     if stage == "snippets":
-        title = "snippet() for the page's 20 messages"
-        ids = [row[_search._WIDTH] for row in page[:PAGE] if row[_search._WIDTH] is not None]
-        sql = _search._SNIPPETS["sqlite"]
-        snippet_params: dict[str, Any] = {
-            "ids": json.dumps(ids), "query": query, "start": "«", "end": "»", "tokens": 16,
-        }  # fmt: skip
-        result, _ = _measure(benchmark, lambda: conn.execute(sql, snippet_params).fetchall())
+        title = "snippets for the page's 20 messages"
+        ids = [row[search_sql.WIDTH] for row in page[:PAGE] if row[search_sql.WIDTH] is not None]
+        sql = search_sql.SNIPPETS["sqlite"]
+
+        def snippets() -> dict[Any, str]:
+            fetch = lambda text, bound: conn.execute(text, bound).fetchall()  # noqa: E731
+            return search_run.page_snippets(fetch, sql, query, ids, "sqlite")
+
+        result, _ = _measure(benchmark, snippets)
         assert len(result) == len(ids)
     else:
         title, sql = STAGES[stage]

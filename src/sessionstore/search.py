@@ -86,9 +86,6 @@ __all__ = [
 T = TypeVar("T")
 
 TITLE_WEIGHT = 1.0
-# The names the benchmarks' raw side reads the statements by.
-_sessions_sql, _messages_sql, _WIDTH = sessions_sql, messages_sql, WIDTH
-_SNIPPETS, _TITLE_SNIPPETS = SNIPPETS, TITLE_SNIPPETS
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,6 @@ __all__ = [
     "make_snippet",
     "page_snippets",
     "postgres_time_limit",
-    "snippet_params",
     "sqlite_time_limit",
 ]
 
@@ -181,11 +180,6 @@ def _syntax_error(exc: DBAPIError) -> str | None:
     if sqlstate == "42601" or sqlstate.startswith(("22", "54")):
         return message
     return None
-
-
-def snippet_params() -> dict[str, str]:
-    """The markers the snippet statements take (besides ``query`` and ``ids``)."""
-    return {"start": HIGHLIGHT_START, "end": HIGHLIGHT_END}
 
 
 _SPACE = re.compile(r"\s")
@@ -354,7 +348,6 @@ def page_snippets(
         "query": query,
         # SQLite takes the ids as a JSON array (json_each), PostgreSQL as an array.
         "ids": json.dumps(list(ids)) if dialect == "sqlite" else list(ids),
-        **snippet_params(),
     }
     rows = fetch(sql, params)
     if dialect != "sqlite":

@@ -4,7 +4,7 @@ Only statements live here; :mod:`sessionstore.search` runs them. Every value
 (the query, filters, keyset, ids, markers) reaches them as a bound parameter;
 the only numbers written into the text are this module's own constants.
 
-``_sessions_sql`` ranks every matching message (and title), then keeps each
+``sessions_sql`` ranks every matching message (and title), then keeps each
 session's best one with ``ROW_NUMBER() OVER (PARTITION BY session_id ORDER BY
 rank)``; with ``top`` only the ``:k`` best messages are ranked (see
 ``search._top_ranked``). Snippets are made for the page's rows only, from at
