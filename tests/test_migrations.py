@@ -387,6 +387,24 @@ def test_an_upgrade_killed_at_any_moment_leaves_legacy_or_head(
     assert outcomes.count("legacy, killed in the transaction") >= 2, outcomes
 
 
+def test_adoptions_in_the_same_microsecond_keep_each_backup(
+    small_legacy: LegacyFacts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process's backup already holds the name this adoption would take.
+    from sessionstore import files
+
+    monkeypatch.setattr(files, "stamp", lambda: "20261129T000000000000Z")
+    path = small_legacy.path
+    taken = path.with_name(f"{path.name}.bak-legacy-20261129T000000000000Z")
+    taken.write_bytes(b"another process's backup")
+    with engine_for(f"sqlite:///{path}") as engine:
+        report = migrations.upgrade(engine)
+    assert report.backup_path == taken.with_name(f"{taken.name}-2")
+    assert taken.read_bytes() == b"another process's backup"
+    with connect(report.backup_path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
 def _report_in_child(url: str, results: Any) -> None:
     with engine_for(url) as engine:
         report = migrations.upgrade(engine)

@@ -31,6 +31,7 @@ from . import files
 from .errors import (
     DatabaseCorruptError,
     DatabaseInUse,
+    DestinationExists,
     InvalidInput,
     SessionStoreError,
     translate,
@@ -39,6 +40,7 @@ from .errors import (
 __all__ = [
     "BackupReport",
     "RestoreReport",
+    "backup_beside",
     "backup_sqlite_file",
     "copy_database",
     "copy_pages",
@@ -73,6 +75,27 @@ def default_backup_path(path: str | os.PathLike[str], label: str) -> Path:
     """``<file>.bak-<label>-<UTC time>`` beside the database."""
     source = Path(path)
     return source.with_name(f"{source.name}.bak-{label}-{files.stamp()}")
+
+
+def backup_beside(
+    source: str | os.PathLike[str], label: str, directory: Path | None = None
+) -> Path:
+    """Back ``source`` up to a new ``default_backup_path`` (in ``directory`` if given).
+
+    Processes that back the same file up in the same microsecond each get
+    their own copy: a name another one took is never reused.
+    """
+    for attempt in range(1, 101):
+        target = default_backup_path(source, label)
+        if directory is not None:
+            target = directory / target.name
+        if attempt > 1:
+            target = target.with_name(f"{target.name}-{attempt}")
+        try:
+            return backup_sqlite_file(source, target)
+        except DestinationExists:
+            continue
+    raise DestinationExists(f"no free backup name beside {str(target)!r}", path=str(target))
 
 
 def sqlite_uri(path: Path, mode: str) -> str:

@@ -42,7 +42,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 from alembic import command
 
 from . import files
-from .backup import backup_sqlite_file, default_backup_path
+from .backup import backup_beside
 from .config import StoreConfig
 from .engine import ensure_wal, probe, reader, sqlite_path
 from .errors import (
@@ -260,10 +260,7 @@ def _migrate(
 
     backup_path = None
     if before.kind == "legacy" and path is not None and adopt_legacy:
-        target = default_backup_path(path, "legacy")
-        if backup_dir is not None:
-            target = backup_dir / target.name
-        backup_path = backup_sqlite_file(path, target)
+        backup_path = backup_beside(path, "legacy", backup_dir)
     # The file is ours (or empty): now it may be switched to WAL, outside any transaction.
     files.step("upgrade:wal")
     ensure_wal(engine)
