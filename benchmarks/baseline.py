@@ -37,8 +37,9 @@ from typing import Any, Literal
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from sessionstore import StoreConfig
-from sessionstore import messages as _messages
+from sessionstore import message_sql as _messages
 from sessionstore import sessions as _sessions
+from sessionstore.engine import WAL_AUTOCHECKPOINT_PAGES
 from sessionstore.prepared import Prepared
 
 __all__ = ["LEGACY_REVISION", "RawStore", "legacy_schema", "store_pragmas", "utc_text"]
@@ -66,12 +67,13 @@ def _sql(prepared: Prepared, expected_order: tuple[str, ...]) -> str:
 # values the statement holds (``last_seq + 1``, ``status = 'active'``, the
 # ``OFFSET 0`` that ``.limit()`` adds) are passed as the constants below.
 APPEND_SQL = _sql(
-    _messages._APPEND,
-    ("last_seq_1", "role", "content", "ts", "tokens", "duration", "meta", "cid", "sid", "status_1"),
-)
-RECENT_SQL = _sql(_messages._RECENT, ("sid", "limit", "param_1"))
-HISTORY_SQL = _sql(_messages._HISTORY, ("sid", "after", "limit", "param_1"))
-MESSAGE_GET_SQL = _sql(_messages._GET_FAST, ("mid",))
+    _messages.APPEND,
+    ("last_seq_1", "role", "content", "ts", "tokens", "duration", "meta", "cid", "kind",
+     "payload", "exact", "sid", "status_1"),
+)  # fmt: skip
+RECENT_SQL = _sql(_messages.RECENT, ("sid", "limit", "param_1"))
+HISTORY_SQL = _sql(_messages.HISTORY, ("sid", "after", "limit", "param_1"))
+MESSAGE_GET_SQL = _sql(_messages.GET, ("mid",))
 SESSION_GET_SQL = _sql(_sessions._GET, ("session_id",))
 LIST_FIRST_SQL = _sql(_sessions._list_statement(False, False, False), ("limit", "param_1"))
 LIST_AFTER_SQL = _sql(
@@ -93,6 +95,7 @@ def store_pragmas(config: StoreConfig | None = None) -> tuple[str, ...]:
         f"PRAGMA synchronous = {config.synchronous}",
         f"PRAGMA cache_size = -{config.cache_size_kib}",
         "PRAGMA temp_store = MEMORY",
+        f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}",
     )
 
 
@@ -146,7 +149,21 @@ class RawStore:
         try:
             row = conn.execute(
                 APPEND_SQL,
-                (1, role, content, ts, tokens, duration, meta, None, session_id, "active"),
+                (
+                    1,
+                    role,
+                    content,
+                    ts,
+                    tokens,
+                    duration,
+                    meta,
+                    None,
+                    "message",
+                    None,
+                    None,
+                    session_id,
+                    "active",
+                ),
             ).fetchone()
             if row is None:
                 raise LookupError(f"no active session {session_id!r}")

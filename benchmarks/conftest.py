@@ -28,10 +28,15 @@ time, load average at the start and the end, SQLite version), which
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sqlite3
+import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +53,7 @@ from support import (
 )
 
 _STARTED: dict[str, Any] = {}
+WORKLOADS = Path(__file__).resolve().parent / "workloads.py"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -100,6 +106,44 @@ def pytest_benchmark_update_json(
 
 
 @pytest.fixture(scope="session")
+def user_figures(bench_dir: Path) -> Callable[[str], dict[str, Any]]:
+    """Each side's user-workload figures (``workloads.py``), measured once per run.
+
+    A side runs in its own processes (ours and the floor three times in the
+    full mode; otherwise once), each workload in a fresh directory; the
+    figures are the medians over those processes.
+    """
+    cache: dict[str, dict[str, Any]] = {}
+    quick = scale().name == "quick"
+
+    def figures(side: str) -> dict[str, Any]:
+        if side not in cache:
+            # Medians of three processes for ours and the floor; one for the others.
+            runs = 3 if side in ("ours", "floor") and not quick else 1
+            results = []
+            for run in range(runs):
+                directory = bench_dir / "user" / f"{side}-{run}"
+                command = [sys.executable, str(WORKLOADS), side, str(directory)]
+                done = subprocess.run(
+                    command + (["--quick"] if quick else []),
+                    capture_output=True, text=True, timeout=900, check=False,
+                )  # fmt: skip
+                if done.returncode != 0:
+                    raise RuntimeError(f"workloads.py {side} failed:\n{done.stderr[-3000:]}")
+                results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                shutil.rmtree(directory, ignore_errors=True)
+            cache[side] = {
+                key: statistics.median(r[key] for r in results)
+                if isinstance(results[0][key], int | float)
+                else results[0][key]
+                for key in results[0]
+            }
+        return cache[side]
+
+    return figures
+
+
+@pytest.fixture(scope="session")
 def bench_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("bench")
 
@@ -138,6 +182,7 @@ def messages_env(bench_dir: Path) -> Iterator[Env]:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     env = Env.open(path)
+    env.add_floor()
     env.ids["main"] = main
     yield env
     env.close()
@@ -151,6 +196,7 @@ def append_env(bench_dir: Path) -> Iterator[Env]:
         big = store.sessions.create("gpt-4o", title="the long session").session_id
     bulk_messages(path, big, scale().big_session)
     env = Env.open(path)
+    env.add_floor()
     assert env.ours.sessions.get(big).message_count == scale().big_session
     env.ids["big"] = big
     yield env
@@ -165,6 +211,7 @@ def sessions_env(bench_dir: Path) -> Iterator[Env]:
         pass
     ids = bulk_sessions(path, scale().session_count)
     env = Env.open(path)
+    env.add_floor()
     env.session_ids = ids
     yield env
     env.close()

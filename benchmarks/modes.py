@@ -42,6 +42,10 @@ class Scale:
     disk_sessions: int
     #: Idle sessions of 20 messages archived by the measured sweep.
     sweep_sessions: int
+    #: Messages in the session ``messages.window`` reads.
+    window_session: int
+    #: Messages ``sessions.fork`` copies.
+    fork_messages: int
     #: Sessions of 20 messages in the search corpus.
     search_sessions: int
     #: Seconds of measurement per search benchmark.
@@ -53,7 +57,7 @@ class Scale:
 
     @property
     def sides(self) -> tuple[str, ...]:
-        return ("ours", *self.raw_sides)
+        return ("ours", *self.raw_sides, "floor")
 
 
 FULL = Scale(
@@ -68,6 +72,8 @@ FULL = Scale(
     thread_rounds=3,
     disk_sessions=200,
     sweep_sessions=10_000,
+    window_session=100_000,
+    fork_messages=10_000,
     search_sessions=50_000,
     search_budget=3.0,
     raw_sides=("raw_dict", "raw_tuple"),
@@ -90,6 +96,8 @@ QUICK = Scale(
     thread_rounds=1,
     disk_sessions=40,
     sweep_sessions=1_000,
+    window_session=10_000,
+    fork_messages=1_000,
     search_sessions=3_000,
     search_budget=0.3,
     raw_sides=("raw_dict",),

@@ -60,7 +60,9 @@ class RawSearch:
 
     def _snippets(self, which: str, query: str, ids: list[Any]) -> dict[Any, str]:
         """The page's snippets: the library's statement, cut to words as the library does."""
-        return page_snippets(self._fetch, getattr(_search, which)["sqlite"], query, ids, "sqlite")
+        return page_snippets(
+            self._fetch, getattr(search_sql, which)["sqlite"], query, ids, "sqlite"
+        )
 
     def sessions(
         self, query: str, *, limit: int = 20, after: tuple[float, str] | None = None
@@ -83,10 +85,10 @@ class RawSearch:
                 rows = self._fetch(self.sessions_sql[after is not None], params)
             page = rows[:limit]
             snippets = self._snippets(
-                "_SNIPPETS", fts_query, [r[_W] for r in page if r[_W] is not None]
+                "SNIPPETS", fts_query, [r[_W] for r in page if r[_W] is not None]
             )
             titles = self._snippets(
-                "_TITLE_SNIPPETS", fts_query, [r[0] for r in page if r[_W] is None]
+                "TITLE_SNIPPETS", fts_query, [r[0] for r in page if r[_W] is None]
             )
         finally:
             conn.execute("COMMIT")
@@ -117,7 +119,7 @@ class RawSearch:
                 self.messages_sql, {"query": fts_query, "limit": limit + 1, "session_id": None}
             ).fetchall()
             page = rows[:limit]
-            snippets = self._snippets("_SNIPPETS", fts_query, [r[0] for r in page])
+            snippets = self._snippets("SNIPPETS", fts_query, [r[0] for r in page])
         finally:
             conn.execute("COMMIT")
         hits = [(row, snippets.get(row[0], "")) for row in page]

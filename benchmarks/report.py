@@ -57,17 +57,34 @@ TARGETS: dict[str, float] = {
     "depth": 1.25,
     # the slowest hostile query / the slowest legitimate search
     "hostile": 1.0,
+    # PostgreSQL: ours / raw psycopg running the same statements
+    "pg_write": 1.3,
+    "pg_read": 1.5,
+}
+#: The ceilings on ours / the floor (``floor.py``: the minimal hand-written layer).
+FLOOR_TARGETS: dict[str, float] = {
+    "append": 1.25,
+    "concurrent": 1.3,
+    "read": 1.5,
+    "list": 2.0,
+    "bulk": 1.3,
+    "processes": 1.3,
 }
 #: Absolute ceilings on our median, in seconds, for the rows that have one.
-ABSOLUTE: dict[str, float] = {"search_rare": 0.020}
+ABSOLUTE: dict[str, float] = {"search_rare": 0.020, "search_recent": 0.050}
 #: ``search_rare`` is held to the search ratio as well as to its ceiling.
-RATIO_OF = {"search_rare": "search"}
+RATIO_OF = {"search_rare": "search", "search_recent": "search"}
+#: Rows whose figure is a count that must be zero (errors).
+ZERO = "zero"
 
 BASELINE_SIDES = ("raw", "raw_dict")
+FLOOR_SIDE = "floor"
 BEGIN = "<!-- benchmarks: begin (written by `make bench`) -->"
 END = "<!-- benchmarks: end -->"
-WIDTH = 100
-TITLE_WIDTH = 44
+PEERS_BEGIN = "<!-- peers: begin (written by `make bench`) -->"
+PEERS_END = "<!-- peers: end -->"
+WIDTH = 112
+TITLE_WIDTH = 40
 
 
 class ReportError(Exception):
@@ -81,33 +98,55 @@ class Row:
     baseline: float | None
     unit: str = "s"
     target: str | None = None
+    #: The minimal hand-written layer's figure, and the key of its ceiling in FLOOR_TARGETS.
+    floor: float | None = None
+    floor_target: str | None = None
 
     @property
     def ratio(self) -> float | None:
-        if self.ours is None or not self.baseline:
+        if self.ours is None or not self.baseline or self.unit == "n":
             return None
         return self.ours / self.baseline
 
+    @property
+    def floor_ratio(self) -> float | None:
+        if self.ours is None or not self.floor or self.unit == "n":
+            return None
+        return self.ours / self.floor
+
+    @property
+    def judged(self) -> bool:
+        return self.target is not None or self.floor_target is not None
+
     def target_text(self) -> str:
-        if self.target is None:
-            return "-"
         parts = []
-        ratio_key = RATIO_OF.get(self.target, self.target)
+        ratio_key = RATIO_OF.get(self.target or "", self.target)
         if ratio_key in TARGETS:
             parts.append(f"<={TARGETS[ratio_key]:g}x")
         if self.target in ABSOLUTE:
-            parts.append(f"<={ABSOLUTE[self.target] * 1e3:g}ms")
-        return ",".join(parts)
+            parts.append(f"<={ABSOLUTE[self.target or ''] * 1e3:g}ms")
+        if self.target == ZERO:
+            parts.append("=0")
+        if self.floor_target in FLOOR_TARGETS:
+            parts.append(f"F<={FLOOR_TARGETS[self.floor_target or '']:g}x")
+        return ",".join(parts) or "-"
 
     def verdict(self) -> str:
-        if self.target is None:
+        if not self.judged:
             return "-"
-        checks = []
-        ratio_key = RATIO_OF.get(self.target, self.target)
+        checks: list[bool | None] = []
+        ratio_key = RATIO_OF.get(self.target or "", self.target)
         if ratio_key in TARGETS:
             checks.append(None if self.ratio is None else self.ratio <= TARGETS[ratio_key])
         if self.target in ABSOLUTE:
-            checks.append(None if self.ours is None else self.ours <= ABSOLUTE[self.target])
+            limit = ABSOLUTE[self.target or ""]
+            checks.append(None if self.ours is None else self.ours <= limit)
+        if self.target == ZERO:
+            checks.append(None if self.ours is None else self.ours == 0)
+        if self.floor_target in FLOOR_TARGETS:
+            limit = FLOOR_TARGETS[self.floor_target or ""]
+            ratio = self.floor_ratio
+            checks.append(None if ratio is None else ratio <= limit)
         if not checks or None in checks:
             return "?"
         return "pass" if all(checks) else "MISS"
@@ -120,6 +159,8 @@ def _amount(value: float | None, unit: str, like: float | None = None) -> str:
     """
     if value is None:
         return "-"
+    if unit == "n":
+        return f"{value:,.0f}"
     steps: list[tuple[float, str]]
     if unit == "B":
         steps = [(1024**2, "MiB"), (1024, "KiB"), (1, "B")]
@@ -189,6 +230,8 @@ def rows(data: dict[str, Any]) -> tuple[list[Row], list[float], list[str]]:
         median = bench["stats"]["median"]
         if "op" not in info or "side" not in info or _role(bench) is not None:
             continue
+        if info.get("kind") == "peer":
+            continue
         entry = by_op.setdefault(info["op"], {"info": info, "median": {}})
         entry["median"][info["side"]] = info.get("value", median)
         if info["side"] == "ours":
@@ -206,7 +249,11 @@ def rows(data: dict[str, Any]) -> tuple[list[Row], list[float], list[str]]:
             baseline = next((median[s] for s in BASELINE_SIDES if s in median), None)
         ours = median.get("ours")
         unit = info.get("unit", "s")
-        table.append(Row(info["title"], ours, baseline, unit, info.get("target")))
+        floor = median.get(FLOOR_SIDE, info.get("floor_value"))
+        table.append(
+            Row(info["title"], ours, baseline, unit, info.get("target"), floor,
+                info.get("floor_target"))
+        )  # fmt: skip
         if ours is not None and median.get("raw_tuple"):
             tuple_ratios.append(ours / median["raw_tuple"])
         shallow = by_op.get(info.get("depth_of") or "")
@@ -220,9 +267,11 @@ def rows(data: dict[str, Any]) -> tuple[list[Row], list[float], list[str]]:
 
 
 def _group(row: Row) -> int:
-    """Writes, reads, search, depth, then the figures that are reported, not judged."""
+    """User workloads, writes, reads, search, depth, then the figures reported, not judged."""
     key = RATIO_OF.get(row.target or "", row.target)
-    order = ["write", "read", "search", "hostile", "depth"]
+    if row.floor_target is not None and row.target in (None, ZERO, "user"):
+        key = "user"
+    order = ["user", "write", "read", "search", "hostile", "depth"]
     return order.index(key) if key in order else len(order)
 
 
@@ -238,23 +287,27 @@ def _larger(a: float | None, b: float | None) -> float | None:
 
 
 def render(table: list[Row]) -> list[str]:
-    headers = ["operation", "ours", "baseline", "ratio", "target", "verdict"]
-    cells = [
-        [
-            _clip(row.title, TITLE_WIDTH),
-            _amount(row.ours, row.unit, _larger(row.ours, row.baseline)),
-            _amount(row.baseline, row.unit, _larger(row.ours, row.baseline)),
-            "-" if row.ratio is None else f"{row.ratio:.2f}x",
-            row.target_text(),
-            row.verdict(),
-        ]
-        for row in table
-    ]
+    headers = ["operation", "ours", "baseline", "floor", "/base", "/floor", "target", "verdict"]
+    cells = []
+    for row in table:
+        like = _larger(_larger(row.ours, row.baseline), row.floor)
+        cells.append(
+            [
+                _clip(row.title, TITLE_WIDTH),
+                _amount(row.ours, row.unit, like),
+                _amount(row.baseline, row.unit, like),
+                _amount(row.floor, row.unit, like),
+                "-" if row.ratio is None else f"{row.ratio:.2f}x",
+                "-" if row.floor_ratio is None else f"{row.floor_ratio:.2f}x",
+                row.target_text(),
+                row.verdict(),
+            ]
+        )
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
 
     def line(values: list[str]) -> str:
         return "  ".join(
-            v.ljust(w) if i in (0, 5) else v.rjust(w)
+            v.ljust(w) if i in (0, 7) else v.rjust(w)
             for i, (v, w) in enumerate(zip(values, widths, strict=True))
         ).rstrip()
 
@@ -294,12 +347,15 @@ def report(data: dict[str, Any]) -> list[str]:
     if not table:
         raise ReportError("no benchmark carries an `op` and a `side` in its extra_info")
     lines = [*heading(data), "", *render(table), ""]
-    judged = [row.verdict() for row in table if row.target is not None]
+    judged = [row.verdict() for row in table if row.judged]
     lines.append(
         f"{judged.count('pass')} of {len(judged)} targets met"
         + (f", {judged.count('MISS')} missed" if "MISS" in judged else "")
         + (f", {judged.count('?')} without figures" if "?" in judged else "")
-        + "; medians; baseline: raw sqlite3 unless the row names another."
+        + "; medians; baseline: raw sqlite3 on our schema unless the row names another;"
+    )
+    lines.append(
+        "floor: the minimal hand-written sqlite3 layer (benchmarks/floor.py); F: its ceiling."
     )
     lines += worst_notes
     if tuple_ratios:
@@ -311,18 +367,77 @@ def report(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_readme(path: Path, lines: list[str]) -> None:
-    """Replace what lies between :data:`BEGIN` and :data:`END` in ``path`` with the table."""
+def peers(data: dict[str, Any]) -> list[str]:
+    """The peer table: each user workload for the floor, ours and every peer that ran.
+
+    Peer benchmarks carry ``kind="peer"``; ours and the floor come from the
+    user-workload rows (``kind="user"``) of the same ``op``. Empty when no
+    peer ran (their packages are optional).
+    """
+    figures: dict[str, dict[str, float]] = {}
+    titles: dict[str, str] = {}
+    units: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for bench in data["benchmarks"]:
+        info = bench.get("extra_info", {})
+        if info.get("kind") not in ("peer", "user") or "op" not in info:
+            continue
+        side = str(info.get("side"))
+        if info["kind"] == "user" and side not in ("ours", FLOOR_SIDE):
+            continue
+        op = str(info["op"])
+        figures.setdefault(op, {})[side] = info.get("value", bench["stats"]["median"])
+        titles.setdefault(op, str(info.get("title", op)))
+        units[op] = str(info.get("unit", "s"))
+        if info["kind"] == "peer":
+            names[side] = str(info.get("peer_title", side))
+    peer_names = list(names)
+    ops = [op for op in figures if any(p in figures[op] for p in peer_names)]
+    if not ops:
+        return []
+    headers = ["workload", "floor", "ours", *(names[p] for p in peer_names), "best peer/ours"]
+    cells = []
+    for op in ops:
+        got = figures[op]
+        unit = units[op]
+        present = [got[p] for p in peer_names if p in got]
+        best = min(present) if present else None
+        ours = got.get("ours")
+        ratio = "-" if best is None or not ours or unit == "n" else f"{best / ours:.2f}x"
+        cells.append(
+            [
+                titles[op],
+                *(_amount(got.get(side), unit) for side in (FLOOR_SIDE, "ours", *peer_names)),
+                ratio,
+            ]
+        )
+    table = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|",
+    ]
+    table += ["| " + " | ".join(cell) + " |" for cell in cells]
+    return table
+
+
+def _replace_block(text: str, begin: str, end: str, block: list[str], path: Path) -> str:
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise ReportError(f"{path}: needs exactly one {begin!r} line before one {end!r} line")
+    before, rest = text.split(begin, 1)
+    _old, after = rest.split(end, 1)
+    return before + "\n".join([begin, "", *block, "", end]) + after
+
+
+def write_readme(path: Path, lines: list[str], peer_lines: list[str] | None = None) -> None:
+    """Replace what lies between :data:`BEGIN` and :data:`END` in ``path`` with the table
+    (and, given peer lines, what lies between :data:`PEERS_BEGIN` and :data:`PEERS_END`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ReportError(f"{path}: {exc.strerror or exc}") from exc
-    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise ReportError(f"{path}: needs exactly one {BEGIN!r} line before one {END!r} line")
-    before, rest = text.split(BEGIN, 1)
-    _old, after = rest.split(END, 1)
-    block = "\n".join([BEGIN, "", "```text", *lines, "```", "", END])
-    path.write_text(before + block + after, encoding="utf-8")
+    text = _replace_block(text, BEGIN, END, ["```text", *lines, "```"], path)
+    if peer_lines:
+        text = _replace_block(text, PEERS_BEGIN, PEERS_END, peer_lines, path)
+    path.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,10 +446,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, help="also write the table into this file")
     args = parser.parse_args(argv)
     try:
-        lines = report(load(args.json))
+        data = load(args.json)
+        lines = report(data)
+        peer_lines = peers(data)
         print("\n".join(lines))
+        if peer_lines:
+            print("\n" + "\n".join(peer_lines))
         if args.readme is not None:
-            write_readme(args.readme, lines)
+            write_readme(args.readme, lines, peer_lines)
             print(f"(written to {args.readme})")
     except ReportError as exc:
         print(f"report.py: {exc}", file=sys.stderr)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from baseline import RawStore, store_pragmas, utc_text
+from floor import FloorStore, copy_store_into_floor
 from modes import scale
 
 from sessionstore import SessionStore
@@ -56,6 +57,8 @@ class Env:
     path: Path
     ours: SessionStore
     raw: dict[str, RawStore] = field(default_factory=dict)
+    #: The same data in the floor's minimal schema (``floor.py``), on its own file.
+    floor: FloorStore | None = None
     #: Named ids the seeding produced (sessions, messages).
     ids: dict[str, str] = field(default_factory=dict)
     session_ids: list[str] = field(default_factory=list)
@@ -71,9 +74,21 @@ class Env:
             },
         )
 
+    def add_floor(self) -> None:
+        """Copy this file's sessions and messages into a floor file beside it."""
+        floor_path = self.path.with_name(self.path.stem + "-floor.db")
+        copy_store_into_floor(self.path, floor_path)
+        self.floor = FloorStore(floor_path)
+
+    def side(self, side: str) -> Any:
+        """The raw layer or the floor for a side name."""
+        return self.floor if side == "floor" else self.raw[side]
+
     def close(self) -> None:
         for raw in self.raw.values():
             raw.close()
+        if self.floor is not None:
+            self.floor.close()
         self.ours.close()
 
 
@@ -87,35 +102,42 @@ class Op:
     #: The operation this one is compared with at depth (ours/ours), and that row's title.
     depth_of: str | None = None
     depth_title: str | None = None
+    #: The name of its ceiling against the floor in ``report.FLOOR_TARGETS``.
+    floor_target: str | None = None
 
 
 def ops() -> dict[str, Op]:
     """The operations of this run, titled with its sizes."""
     s = scale()
     return {
-        "append": Op("append, empty session", "write"),
+        "append": Op("append, empty session", "write", floor_target="append"),
         "append_deep": Op(
             f"append, session of {s.big_session:,}",
             "write",
             "append",
             f"depth: append at {s.big_session:,} / at 0",
+            floor_target="append",
         ),
-        "recent": Op(f"recent(50), session of {s.read_session:,}", "read"),
-        "history_p1": Op("history page 1 (50)", "read"),
+        "recent": Op(f"recent(50), session of {s.read_session:,}", "read", floor_target="read"),
+        "history_p1": Op("history page 1 (50)", "read", floor_target="read"),
         "history_deep": Op(
             f"history page after seq {s.history_depth:,}",
             "read",
             "history_p1",
             f"depth: history after {s.history_depth:,} / p. 1",
+            floor_target="read",
         ),
         "message_get": Op("messages.get(id)", "read"),
         "session_get": Op(f"sessions.get(id), {s.session_count:,} sessions", "read"),
-        "list_p1": Op(f"sessions.list p. 1 (20 of {s.session_count:,})", "read"),
+        "list_p1": Op(
+            f"sessions.list p. 1 (20 of {s.session_count:,})", "read", floor_target="list"
+        ),
         "list_deep": Op(
             f"sessions.list p. {s.deep_list_page}",
             "read",
             "list_p1",
             f"depth: sessions.list p. {s.deep_list_page} / p. 1",
+            floor_target="list",
         ),
         "list_rare_active": Op("sessions.list(rare model, active)", "read"),
         "threads": Op(f"{s.threads} threads x {s.per_thread} appends (wall)", None),
@@ -134,6 +156,7 @@ def label(benchmark: Any, op: str, side: str, **extra: Any) -> None:
         target=spec.target,
         depth_of=spec.depth_of,
         depth_title=spec.depth_title,
+        floor_target=spec.floor_target,
         **extra,
     )
 

@@ -32,7 +32,7 @@ def deep_keys(sessions_env: Env) -> dict[str, Any]:
     key = None
     for _ in range(DEEP_PAGE - 1):
         key = raw.list_sessions(limit=PAGE, after=key)[1]
-    return {"ours": cursor, "raw_dict": key, "raw_tuple": key}
+    return {"ours": cursor, "raw_dict": key, "raw_tuple": key, "floor": key}
 
 
 def _first_id(side: str, result: Any) -> str:
@@ -54,7 +54,7 @@ def test_list_page(
         result = benchmark(sessions_env.ours.sessions.list, limit=PAGE, cursor=key)
         assert result.next_cursor is not None
     else:
-        result = benchmark(sessions_env.raw[side].list_sessions, limit=PAGE, after=key)
+        result = benchmark(sessions_env.side(side).list_sessions, limit=PAGE, after=key)
         assert result[1] is not None
     assert _first_id(side, result) == sessions_env.session_ids[(page - 1) * PAGE]
     assert len(sessions_env.session_ids) == SCALE.session_count
@@ -71,7 +71,7 @@ def test_list_rare_model_active(benchmark: Any, sessions_env: Env, side: str) ->
         found = len(page.items)
     else:
         rows, _ = benchmark(
-            sessions_env.raw[side].list_sessions_filtered,
+            sessions_env.side(side).list_sessions_filtered,
             model_id=RARE_MODEL,
             status="active",
             limit=PAGE,
@@ -85,6 +85,6 @@ def test_session_get(benchmark: Any, sessions_env: Env, side: str) -> None:
     """One session by id, cycling over a tenth of them."""
     label(benchmark, "session_get", side)
     ids = cycle(sessions_env.session_ids[::10])
-    get = sessions_env.ours.sessions.get if side == "ours" else sessions_env.raw[side].get_session
+    get = sessions_env.ours.sessions.get if side == "ours" else sessions_env.side(side).get_session
     result = benchmark(lambda: get(next(ids)))
     assert result is not None

@@ -5,6 +5,12 @@ starts one throwaway server for the whole session (see ``pgserver.py``) and
 gives every test its own database. Where no server binaries are installed
 the PostgreSQL runs are skipped — except under CI (``CI`` set), where that
 is an error: CI must run them.
+
+In the contract modules (:data:`ASYNC_CONTRACTS`) ``store`` also runs a
+second way: the same tests, unchanged, through ``AsyncSessionStore``, via a
+bridge that runs each call on an event loop in a background thread
+(``async_bridge.py``; asyncio debug mode, and a test fails if the store
+stalled that loop past 5 ms). Test ids gain ``sync`` / ``async``.
 """
 
 from __future__ import annotations
@@ -13,11 +19,14 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sessionstore import SessionStore
+from sessionstore.aio import AsyncSessionStore
 
+from .async_bridge import Bridge, LoopThread
 from .pgserver import PostgresServer, find_bindir
 
 
@@ -73,11 +82,61 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+#: Contract modules whose ``store`` tests also run through ``AsyncSessionStore``.
+ASYNC_CONTRACTS = frozenset(
+    {
+        "test_messages",
+        "test_sessions",
+        "test_store",
+        "test_search",
+        "test_transactions",
+        "test_state",
+        "test_windows",
+        "test_forks",
+        "test_export",
+        "test_lifecycle",
+        "test_never_expires",
+    }
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # The "way" dimension: sync, and (in the contract modules) async through a bridge.
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    # "store_way" is there when the test's ``store`` is this file's (not a module's own).
+    if "store_way" in metafunc.fixturenames and module in ASYNC_CONTRACTS:
+        metafunc.parametrize("store_way", ["sync", "async"], indirect=True)
+
+
 @pytest.fixture
-def store(backend_url: str) -> Iterator[SessionStore]:
-    """A store on each backend, at head, real clock."""
-    with SessionStore.open(backend_url) as opened:
-        yield opened
+def store_way(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "sync"))
+
+
+@pytest.fixture(scope="session")
+def async_loop() -> Iterator[LoopThread]:
+    """One event loop in a background thread (debug mode, 5 ms slow-callback threshold)."""
+    loop = LoopThread()
+    try:
+        yield loop
+    finally:
+        loop.close()
+
+
+@pytest.fixture
+def store(backend_url: str, store_way: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A store on each backend, at head, real clock; in the contract modules also the
+    async store, through a bridge that runs each call on an event loop."""
+    if store_way == "sync":
+        with SessionStore.open(backend_url) as opened:
+            yield opened
+        return
+    loop: LoopThread = request.getfixturevalue("async_loop")
+    before = len(loop.slow.records)
+    with Bridge(loop.run(AsyncSessionStore.open(backend_url)), loop) as bridged:
+        yield bridged
+    stalls = loop.slow.by_the_store(since=before)
+    assert not stalls, f"the store stalled the event loop (slow callbacks): {stalls}"
 
 
 @pytest.fixture

@@ -300,7 +300,9 @@ class Ctx:
             message = store.messages.get(self.mid or 1)
             assert message.session_id == self.sid
         except (SessionStoreError, AssertionError):
-            self.mid = store.messages.append(self.sid, "user", "needle in the main").message_id
+            self.mid = store.messages.append(
+                self.sid, "user", "needle in the main", client_msg_id="fuzz-cid"
+            ).message_id
         self.record = store.sessions.get(self.sid)
         known = [s.snapshot_id for s in store.lifecycle.snapshots(self.snap_session or "-")]
         archived = store.sessions.exists(self.snap_session or "-") and (

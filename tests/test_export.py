@@ -55,7 +55,7 @@ def test_import_refuses_existing_and_malformed(store: SessionStore) -> None:
     with pytest.raises(SessionExists):
         store.import_session(text)
     broken = json.loads(text)
-    broken["messages"][1]["role"] = "wizard"
+    broken["messages"][1]["role"] = "   "
     before = store.sessions.count()
     with pytest.raises(InvalidInput):
         store.import_session(broken, session_id="new-one")

@@ -58,6 +58,7 @@ from sessionstore import (
     SessionNotFound,
     SessionStore,
     SnapshotNotFound,
+    sweeps,
 )
 from sessionstore.lifecycle import LifecycleRecord
 
@@ -517,8 +518,12 @@ def test_sweep_archives_exactly_the_due_sessions(backend_url: str, clock: FakeCl
         assert sorted(i.session_id for i in later.archived) == sorted(fresh)
 
 
-def test_sweep_rechecks_each_session_under_its_lock(backend_url: str, clock: FakeClock) -> None:
+def test_sweep_rechecks_each_session_under_its_lock(
+    backend_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Sessions found due but active again (or archived by someone else) at their turn: skipped."""
+    # One session per transaction, so that the progress callback runs between them.
+    monkeypatch.setattr(sweeps, "BATCH_SESSIONS", 1)
     with opened(backend_url, clock, idle_timeout=TEN_MIN, hard_timeout=None) as store:
         t0 = clock.now
         first = store.sessions.create("gpt-4o").session_id

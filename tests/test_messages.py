@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import text
 
 from sessionstore import (
+    DuplicateMessageId,
     InvalidCursor,
     InvalidInput,
     MessageNotFound,
@@ -159,8 +160,12 @@ def test_client_msg_id_makes_append_idempotent(store: SessionStore) -> None:
         sid, "user", "hello", tokens=2, metadata={"try": 1}, client_msg_id="c-1"
     )
     assert first.client_msg_id == "c-1"
-    again = store.messages.append(sid, "user", "hello (retried)", tokens=5, client_msg_id="c-1")
+    # A retry repeats the message (role, kind, content, payload): the stored one comes back.
+    again = store.messages.append(sid, "user", "hello", tokens=5, client_msg_id="c-1")
     assert again == first
+    # Anything else under the same id is refused, never silently dropped.
+    with pytest.raises(DuplicateMessageId):
+        store.messages.append(sid, "user", "hello (changed)", client_msg_id="c-1")
     assert store.messages.get(first.message_id) == first
     session = store.sessions.get(sid)
     assert (session.message_count, session.last_seq, session.total_tokens) == (1, 1, 2)
@@ -220,7 +225,7 @@ def test_append_many_is_all_or_nothing(store: SessionStore) -> None:
     rows = message_rows(store)
     good = NewMessage("assistant", "fine")
     bad_items: list[Any] = [
-        NewMessage("robot", "bad role"),
+        NewMessage("", "bad role"),
         NewMessage("user", b"bytes"),  # type: ignore[arg-type]
         NewMessage("user", "neg", tokens=-1),
         NewMessage("user", "nan", duration=float("nan")),
@@ -253,7 +258,7 @@ def test_append_many_with_already_stored_client_ids(store: SessionStore) -> None
     stored = store.messages.append_many(
         sid,
         [
-            NewMessage("user", "original (retried)", tokens=100, client_msg_id="a"),
+            NewMessage("user", "original", tokens=100, client_msg_id="a"),
             NewMessage("assistant", "new with id", tokens=2, client_msg_id="b"),
             NewMessage("assistant", "new without id", tokens=3),
         ],
@@ -262,9 +267,15 @@ def test_append_many_with_already_stored_client_ids(store: SessionStore) -> None
     assert [m.sequence_number for m in stored] == [1, 2, 3]
     assert [m.content for m in stored] == ["original", "new with id", "new without id"]
     retried = store.messages.append_many(
-        sid, [{"role": "assistant", "content": "again", "client_msg_id": "b"}]
+        sid, [{"role": "assistant", "content": "new with id", "client_msg_id": "b"}]
     )
     assert retried == [stored[1]]
+    # Another message under a stored id is refused, and the whole batch with it.
+    with pytest.raises(DuplicateMessageId):
+        store.messages.append_many(
+            sid,
+            [NewMessage("user", "fresh"), NewMessage("assistant", "again", client_msg_id="b")],
+        )
     session = store.sessions.get(sid)
     assert (session.message_count, session.last_seq, session.total_tokens) == (3, 3, 6)
     assert list(store.messages.history(sid)) == stored
@@ -429,7 +440,7 @@ def test_archived_session_refuses_writes_but_reads(store: SessionStore) -> None:
         with pytest.raises(SessionArchived):
             call()
     # A retry of an append that was stored before the archive still gets its message.
-    assert store.messages.append(sid, "user", "retry", client_msg_id="c") == message
+    assert store.messages.append(sid, "user", "before archiving", client_msg_id="c") == message
     assert store.sessions.get(sid) == before
     assert list(store.messages.history(sid)) == [message]
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from sessionstore import SessionStore
-from sessionstore import messages as messages_module
+from sessionstore import message_sql as messages_module
 from sessionstore import sessions as sessions_module
 from sessionstore.prepared import Prepared
 
@@ -193,6 +193,9 @@ def _append_params(d: Data) -> dict[str, Any]:
         "duration": None,
         "meta": None,
         "cid": None,
+        "kind": "message",
+        "payload": None,
+        "exact": None,
     }
 
 
@@ -202,7 +205,7 @@ ROW_VALUE = "(last_activity,session_id)<(?,?)"
 
 CASES = {
     "append: session lookup": Case(
-        lambda: messages_module._APPEND,
+        lambda: messages_module.APPEND,
         _append_params,
         "sessions",
         SESSIONS_PK,
@@ -210,7 +213,7 @@ CASES = {
         paged=False,
     ),
     "history page": Case(
-        lambda: messages_module._HISTORY,
+        lambda: messages_module.HISTORY,
         lambda d: {"sid": d.session_id, "after": 150, "limit": 51},
         "messages",
         MESSAGES_SEQ,
@@ -218,7 +221,7 @@ CASES = {
         paged=True,
     ),
     "recent": Case(
-        lambda: messages_module._RECENT,
+        lambda: messages_module.RECENT,
         lambda d: {"sid": d.session_id, "limit": 50},
         "messages",
         MESSAGES_SEQ,
@@ -226,7 +229,7 @@ CASES = {
         paged=True,
     ),
     "message get": Case(
-        lambda: messages_module._GET_FAST,
+        lambda: messages_module.GET,
         lambda d: {"mid": d.message_id},
         "messages",
         "INTEGER PRIMARY KEY",
@@ -275,20 +278,39 @@ CASES = {
         f"(model_id=? AND {ROW_VALUE})",
         paged=True,
     ),
+    # Active sessions: the activity index, skipping the archived ones met (no
+    # index holding last_activity for them alone: every append would rewrite it).
     "sessions.list by status": Case(
         _list(False, True, False),
         lambda d: _list_params(d, status="active"),
         "sessions",
-        "ix_sessions_status_last_activity",
-        "(status=?)",
+        "ix_sessions_last_activity_session_id",
+        None,
         paged=True,
     ),
     "sessions.list by status with cursor": Case(
         _list(False, True, True),
         lambda d: _list_params(d, status="active", after=True),
         "sessions",
-        "ix_sessions_status_last_activity",
-        f"(status=? AND {ROW_VALUE})",
+        "ix_sessions_last_activity_session_id",
+        f"({ROW_VALUE})",
+        paged=True,
+    ),
+    # Archived sessions: their own partial index, which no append touches.
+    "sessions.list by status archived": Case(
+        _list(False, True, False),
+        lambda d: _list_params(d, status="archived"),
+        "sessions",
+        "ix_sessions_archived_last_activity",
+        None,
+        paged=True,
+    ),
+    "sessions.list by status archived with cursor": Case(
+        _list(False, True, True),
+        lambda d: _list_params(d, status="archived", after=True),
+        "sessions",
+        "ix_sessions_archived_last_activity",
+        f"({ROW_VALUE})",
         paged=True,
     ),
 }
@@ -320,11 +342,20 @@ def test_hot_query_searches_its_index(data: Data, name: str) -> None:
         assert not [line for line in plan if TEMP_SORT in line], plan
 
 
-def test_filter_by_model_and_status_uses_an_ordering_index(data: Data) -> None:
-    """Both filters: the (model, status, activity) index, no sort, no table scan."""
+@pytest.mark.parametrize(
+    ("status", "index"),
+    [
+        ("active", "ix_sessions_model_id_last_activity"),
+        ("archived", "ix_sessions_archived_model_id_last_activity"),
+    ],
+)
+def test_filter_by_model_and_status_uses_an_ordering_index(
+    data: Data, status: str, index: str
+) -> None:
+    """Both filters: the model's activity index (archived: its partial one), no sort, no scan."""
     prepared = sessions_module._list_statement(True, True, False)
-    plan = explain(data.store, prepared, _list_params(data, model="gpt-4o", status="active"))
-    pattern = r"SEARCH sessions USING INDEX ix_sessions_model_id_status_last_activity \(.*"
+    plan = explain(data.store, prepared, _list_params(data, model="gpt-4o", status=status))
+    pattern = rf"SEARCH sessions USING INDEX {index} \(model_id=\?\)"
     assert any(re.fullmatch(pattern, line) for line in plan), plan
     assert not [line for line in plan if FULL_SCAN.match(line) or TEMP_SORT in line], plan
 
@@ -340,10 +371,10 @@ class Paged:
 
 PAGED = {
     "history page": Paged(
-        lambda: messages_module._HISTORY,
+        lambda: messages_module.HISTORY,
         lambda d: {"sid": d.session_id, "after": 150, "limit": 51},
     ),
-    "recent": Paged(lambda: messages_module._RECENT, lambda d: {"sid": d.session_id, "limit": 50}),
+    "recent": Paged(lambda: messages_module.RECENT, lambda d: {"sid": d.session_id, "limit": 50}),
     "sessions.list page 1": Paged(_list(False, False, False), _list_params),
     "sessions.list with cursor": Paged(
         _list(False, False, True), lambda d: _list_params(d, after=True)

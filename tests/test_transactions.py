@@ -150,7 +150,7 @@ def test_typed_errors_inside_the_block(store: SessionStore) -> None:
         with pytest.raises(SessionNotFound):
             tx.messages.append("missing", "user", "x")
         with pytest.raises(InvalidInput):
-            tx.messages.append(sid, "robot", "x")
+            tx.messages.append(sid, "", "x")
         tx.messages.append(sid, "user", "two")
     assert [m.content for m in store.messages.history(sid)] == ["one", "two"]
 

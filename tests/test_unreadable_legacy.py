@@ -29,6 +29,7 @@ from click.testing import CliRunner
 
 from sessionstore import SessionStore
 from sessionstore.cli import main
+from sessionstore.downgrades import downgrade
 from sessionstore.integrity import unreadable_rows
 
 from .legacy import build_empty_legacy_db, legacy_connect
@@ -222,15 +223,23 @@ def plant(path: Path) -> None:
         )
 
 
+def back_to_0004(url: str) -> None:
+    """The database as the release before revision 0005 left it."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        downgrade(engine, "0004_lifecycle")
+    finally:
+        engine.dispose()
+
+
 def test_a_database_adopted_earlier_is_brought_into_line(tmp_path: Path) -> None:
     path = tmp_path / "adopted-earlier.db"
     url = f"sqlite:///{path}"
     with SessionStore.open(url) as store:
         keep = store.sessions.create("m").session_id
         store.messages.append(keep, "user", "kept")
+    back_to_0004(url)
     plant(path)
-    with contextlib.closing(sqlite3.connect(path)) as raw, raw:
-        raw.execute("UPDATE alembic_version SET version_num = '0004_lifecycle'")
     with SessionStore.open(url) as store:
         assert store.sessions.get("p-blob-title").title == "Tb"
         exercise(store, url, {keep, "p-blob-title", "p-offset"})
@@ -488,9 +497,9 @@ def test_a_database_adopted_earlier_loses_these_shapes_too(tmp_path: Path) -> No
         keep = store.sessions.create("m").session_id
         store.messages.append(keep, "user", "kept")
         store.messages.append(keep, "user", "kept too")
+    back_to_0004(url)
     plant_shapes(path, keep)
     with contextlib.closing(sqlite3.connect(path)) as raw, raw:
-        raw.execute("UPDATE alembic_version SET version_num = '0004_lifecycle'")
         assert raw.execute(
             "SELECT typeof(last_seq) FROM sessions WHERE session_id = ?", (keep,)
         ).fetchone() == ("text",)

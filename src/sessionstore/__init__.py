@@ -8,6 +8,7 @@ in place. Nothing is opened at import time.
 
 from .backup import BackupReport, RestoreReport
 from .config import DEFAULT_URL, StoreConfig
+from .erase import ErasureReport
 from .errors import (
     ConflictError,
     ConnectionFailed,
@@ -16,6 +17,7 @@ from .errors import (
     DatabaseInUse,
     DatabaseNotFound,
     DestinationExists,
+    DuplicateMessageId,
     InvalidCursor,
     InvalidInput,
     InvalidSearchQuery,
@@ -59,6 +61,7 @@ from .records import (
     SweepReport,
 )
 from .search import MessageHit, SearchHit
+from .state import StateDelta
 from .store import SessionStore, Transaction
 
 __version__ = "0.1.0"
@@ -74,6 +77,8 @@ __all__ = [
     "DatabaseInUse",
     "DatabaseNotFound",
     "DestinationExists",
+    "DuplicateMessageId",
+    "ErasureReport",
     "Expiry",
     "HealthReport",
     "InvalidCursor",
@@ -111,6 +116,7 @@ __all__ = [
     "SnapshotInfo",
     "SnapshotNotFound",
     "SnapshotSuperseded",
+    "StateDelta",
     "StorageError",
     "StorageFullError",
     "StorageIOError",

@@ -10,6 +10,14 @@ changing one import::
 
     from sessionstore.compat import SessionManager   # was: from session_manager import ...
 
+Roles: the store takes any role (``developer``, a framework's own), but
+this layer keeps the legacy contract: ``add_message`` takes ``user``,
+``assistant``, ``system`` and ``tool`` only, as the legacy table's CHECK did.
+``get_session_history`` returns every message of the session, framework
+items included, in the legacy shape: their role as stored and their
+readable text (NUL shown as U+FFFD, what the legacy views read), without
+the item's kind or payload.
+
 Opening it adopts an existing legacy file in place (a backup is taken first).
 Where the legacy code destroyed data, this keeps it: ``fix_orphaned_records``
 moves orphans to quarantine instead of deleting them, and still returns how
@@ -30,7 +38,8 @@ from sqlalchemy import Connection, bindparam, select, text
 
 from .errors import InvalidInput, SessionNotFound, shown
 from .health import quarantine_orphans
-from .models import Session, UTCDateTime
+from .items import NUL, NUL_SHOWN
+from .models import LEGACY_ROLES, Session, UTCDateTime
 from .records import MessageRecord, SessionRecord
 from .sessions import delete_session
 from .store import SessionStore
@@ -87,14 +96,14 @@ def _message_dict(record: MessageRecord) -> dict[str, Any]:
     if record.metadata_json:
         try:
             metadata = json.loads(record.metadata_json)
-        except ValueError:
+        except (ValueError, RecursionError):
             metadata = {}  # what the legacy reader did with text that is not JSON
     return {
         "message_id": record.message_id,
         "session_id": record.session_id,
         "sequence_number": record.sequence_number,
         "role": record.role,
-        "content": record.content,
+        "content": record.content.replace(NUL, NUL_SHOWN),
         "timestamp": _legacy_time(record.timestamp),
         "tokens_used": record.tokens,
         "duration_seconds": record.duration,
@@ -212,6 +221,8 @@ class SessionManager:
         duration: float | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
+        if not isinstance(role, str) or role not in LEGACY_ROLES:
+            raise InvalidInput(f"role must be one of {', '.join(LEGACY_ROLES)}, not {shown(role)}")
         self.store.messages.append(
             session_id, role, content, tokens=tokens, duration=duration, metadata=metadata
         )

@@ -8,6 +8,7 @@ the environment counts.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from typing import Any, Literal
@@ -45,6 +46,9 @@ class StoreConfig:
     cache_size_kib: int = 16 * 1024
     #: The largest message content accepted, in UTF-8 bytes.
     max_content_bytes: int = 4 * 1024 * 1024
+    #: The largest item payload accepted (``messages.append(payload=...)``), in
+    #: bytes of its compact JSON.
+    max_payload_bytes: int = 16 * 1024 * 1024
     #: Lifecycle defaults: archive a session idle this long, or this long after
     #: its creation, whichever comes first (``None`` turns one off); sessions
     #: can override both. ``purge_after`` is how long archived sessions are
@@ -52,6 +56,12 @@ class StoreConfig:
     idle_timeout: timedelta | None = timedelta(hours=1)
     hard_timeout: timedelta | None = timedelta(hours=24)
     purge_after: timedelta | None = None
+    #: Per-app lifecycle defaults, ``{app: (idle_timeout, hard_timeout)}``: they
+    #: replace ``idle_timeout``/``hard_timeout`` for that app's sessions (``None``
+    #: turns one off); a session's own timeouts still win.
+    app_timeouts: Mapping[str, tuple[timedelta | None, timedelta | None]] = field(
+        default_factory=dict
+    )
     #: Extra keyword arguments for :func:`sqlalchemy.create_engine`.
     engine_options: dict[str, Any] = field(default_factory=dict)
 
@@ -63,6 +73,7 @@ class StoreConfig:
         _count("max_overflow", self.max_overflow, 0, _MAX_COUNT)
         _count("cache_size_kib", self.cache_size_kib, 0, _MAX_C_INT)
         _count("max_content_bytes", self.max_content_bytes, 1, _MAX_C_INT)
+        _count("max_payload_bytes", self.max_payload_bytes, 1, _MAX_C_INT)
         timeout = self.pool_timeout
         if (
             isinstance(timeout, bool)
@@ -90,6 +101,7 @@ class StoreConfig:
                 raise InvalidInput(
                     f"{name} must be a positive timedelta of at most a century, or None"
                 )
+        _check_app_timeouts(self.app_timeouts)
         if not isinstance(self.engine_options, dict) or not all(
             isinstance(key, str) for key in self.engine_options
         ):
@@ -120,6 +132,30 @@ def _known(options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise InvalidInput(f"unknown store option(s): {', '.join(sorted(unknown))}")
     return options
+
+
+def _check_app_timeouts(value: object) -> None:
+    """``{app: (idle, hard)}``: app ids, each timeout a positive timedelta or None."""
+    if not isinstance(value, Mapping):
+        raise InvalidInput(
+            f"app_timeouts must map app ids to (idle_timeout, hard_timeout), not {shown(value)}"
+        )
+    for app, pair in value.items():
+        if not isinstance(app, str) or not app.strip() or "\x00" in app or len(app) > 255:
+            raise InvalidInput(f"app_timeouts: {shown(app)} is not an app id")
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise InvalidInput(
+                f"app_timeouts[{app!r}] must be a pair (idle_timeout, hard_timeout), "
+                f"not {shown(pair)}"
+            )
+        for timeout in pair:
+            if timeout is not None and (
+                not isinstance(timeout, timedelta) or not timedelta(0) < timeout <= _CENTURY
+            ):
+                raise InvalidInput(
+                    f"app_timeouts[{app!r}]: each timeout must be a positive timedelta of at "
+                    f"most a century, or None; not {shown(timeout)}"
+                )
 
 
 def _count(name: str, value: object, low: int, high: int) -> None:

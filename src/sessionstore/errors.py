@@ -25,6 +25,7 @@ __all__ = [
     "DatabaseInUse",
     "DatabaseNotFound",
     "DestinationExists",
+    "DuplicateMessageId",
     "InvalidCursor",
     "InvalidInput",
     "InvalidSearchQuery",
@@ -98,8 +99,9 @@ class SessionNotFound(NotFoundError):
 
 
 class MessageNotFound(NotFoundError):
-    def __init__(self, message_id: int) -> None:
-        super().__init__(f"no message with id {shown(message_id)}")
+    def __init__(self, message_id: int | str, session_id: str | None = None) -> None:
+        where = "" if session_id is None else f" in session {shown(session_id)}"
+        super().__init__(f"no message with id {shown(message_id)}{where}")
         self.message_id = message_id
 
 
@@ -128,6 +130,25 @@ class InvalidCursor(InvalidInput):
 class InvalidSearchQuery(InvalidInput):
     """A search query is not valid syntax for the database's search engine, or asks for
     more work than a search is allowed (too many words, too short a prefix)."""
+
+
+class DuplicateMessageId(InvalidInput):
+    """A message id (``client_msg_id``) already names another message of the session.
+
+    An append that repeats a stored message exactly (same role, kind, content and
+    payload) is a retry and returns the stored message; anything else under the
+    same id is refused: a repeated id is never silently dropped.
+    """
+
+    def __init__(self, session_id: str, client_msg_id: str, sequence_number: int) -> None:
+        super().__init__(
+            f"message id {shown(client_msg_id)} already names message {sequence_number} of "
+            f"session {shown(session_id)}, with another role, kind, content or payload; "
+            "a retry repeats the message exactly, a new message needs a new id"
+        )
+        self.session_id = session_id
+        self.client_msg_id = client_msg_id
+        self.sequence_number = sequence_number
 
 
 class DestinationExists(InvalidInput):
@@ -230,7 +251,7 @@ class SessionArchived(InvalidStateError):
     def __init__(self, session_id: str) -> None:
         super().__init__(
             f"session {shown(session_id)} is archived and read-only (no new messages, title, "
-            "metadata or timeouts); "
+            "metadata, state or timeouts); "
             f"bring it back with store.lifecycle.reactivate({shown(session_id)})"
         )
         self.session_id = session_id
@@ -242,14 +263,16 @@ class StoreClosedError(InvalidStateError):
 
 
 class NestedTransactionError(InvalidStateError):
-    """A write on the store from a thread that is inside ``with store.transaction()``."""
+    """A write on the store from a thread (or, on the async store, a task) that is inside
+    ``with store.transaction()``."""
 
     def __init__(self) -> None:
         super().__init__(
-            "this thread is inside `with store.transaction() as tx`: a write on the store "
+            "this thread (on the async store: this task) is inside "
+            "`with store.transaction() as tx`: a write on the store "
             "itself would need a second transaction, which would wait for this one until "
             "the busy timeout. Make the call through the transaction's repositories "
-            "(tx.messages, tx.sessions, tx.search), or after the block"
+            "(tx.messages, tx.sessions, tx.search, tx.state), or after the block"
         )
 
 

@@ -9,7 +9,7 @@ The JSON document round-trips through :func:`sessionstore.imports.import_session
 and is also the body of a lifecycle snapshot::
 
     {"format": "sessionstore.session", "version": 1,
-     "session": {...}, "metadata": {...}, "messages": [{...}, ...]}
+     "session": {...}, "metadata": {...}, "state": {...}, "messages": [{...}, ...]}
 
 Timestamps are ISO 8601 with their UTC offset. Every value is written as
 stored, also the legacy ones the rules for new input would refuse (an empty
@@ -34,8 +34,10 @@ from . import files
 from .errors import InvalidInput, SessionNotFound, StorageIOError, shown
 from .messages import MESSAGE_COLUMNS, message_from_db
 from .models import Message, Session, SessionMetadata
+from .owners import Owner, guarded
 from .records import MessageRecord, SessionRecord
 from .sessions import SESSION_COLUMNS, session_from_db
+from .state import read_session_state
 from .transactions import Runner
 from .validation import check_id
 
@@ -72,30 +74,51 @@ def session_document(session: SessionRecord) -> dict[str, Any]:
     return doc
 
 
-def message_document(message: MessageRecord) -> dict[str, Any]:
-    return {
+def message_document(message: MessageRecord, stored: str | None = None) -> dict[str, Any]:
+    """A message as exported; ``stored`` is its stored ``content`` (NUL as U+FFFD).
+
+    ``content`` is the readable text (NUL shown as U+FFFD); ``exact_content``,
+    present only when the text held NUL, is the caller's exact text. ``kind``
+    and ``payload`` (the item, as JSON) carry a framework's item whole.
+    """
+    doc = {
         "message_id": message.message_id,
         "sequence_number": message.sequence_number,
         "role": message.role,
-        "content": message.content,
+        "content": message.content if stored is None else stored,
         "timestamp": _iso(message.timestamp),
         "tokens": message.tokens,
         "duration": message.duration,
         "metadata": message.metadata_json,
         "client_msg_id": message.client_msg_id,
+        "kind": message.kind,
+        "payload": message.payload,
     }
+    if stored is not None and stored != message.content:
+        doc["exact_content"] = message.content
+    return doc
 
 
 def export_session(
-    runner: Runner, session_id: str, format: Format = "json", out: IO[str] | None = None
+    runner: Runner,
+    session_id: str,
+    format: Format = "json",
+    out: IO[str] | None = None,
+    *,
+    owner: Owner | None = None,
 ) -> str | None:
-    """Write the session to ``out`` (or return it as a string when ``out`` is None)."""
+    """Write the session to ``out`` (or return it as a string when ``out`` is None).
+
+    With an ``owner`` (a scoped view), a session outside it is :class:`SessionNotFound`.
+    """
     session_id = check_id("session_id", session_id)
     if not isinstance(format, str) or format not in ("json", "markdown"):
         raise InvalidInput(f"format must be 'json' or 'markdown', not {shown(format)}")
     if out is None:
         buffer = io.StringIO()
-        runner.read(lambda conn: write_session(conn, session_id, format, buffer))
+        runner.read(
+            guarded(owner, session_id, lambda conn: write_session(conn, session_id, format, buffer))
+        )
         return buffer.getvalue()
     if isinstance(out, str | bytes) or not callable(getattr(out, "write", None)):
         raise InvalidInput(
@@ -105,7 +128,9 @@ def export_session(
     if getattr(out, "closed", False) is True:
         raise InvalidInput("out is closed; open the file again, or leave out to get a string")
     target = _Checked(out)
-    runner.read(lambda conn: write_session(conn, session_id, format, target))
+    runner.read(
+        guarded(owner, session_id, lambda conn: write_session(conn, session_id, format, target))
+    )
     return None
 
 
@@ -117,6 +142,7 @@ def export_to_path(
     *,
     database: Path | None = None,
     overwrite: bool = False,
+    owner: Owner | None = None,
 ) -> Path:
     """Write the session to the file at ``path``, whole or not at all.
 
@@ -140,7 +166,13 @@ def export_to_path(
         try:
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
             with open(fd, "w", encoding="utf-8", newline="") as out:
-                runner.read(lambda conn: write_session(conn, session_id, format, _Checked(out)))
+                runner.read(
+                    guarded(
+                        owner,
+                        session_id,
+                        lambda conn: write_session(conn, session_id, format, _Checked(out)),
+                    )
+                )
         except OSError as exc:
             raise files.os_error(exc, f"write the export {str(target)!r}") from exc
         files.fsync_file(partial)
@@ -179,11 +211,12 @@ def write_session(conn: Connection, session_id: str, format: Format, out: Writer
     )
     messages = _stream_messages(conn, session_id)
     if format == "json":
-        return _write_json(out, session, metadata, messages)
+        return _write_json(out, session, metadata, messages, read_session_state(conn, session_id))
     return _write_markdown(out, session, metadata, messages)
 
 
-def _stream_messages(conn: Connection, session_id: str) -> Iterator[MessageRecord]:
+def _stream_messages(conn: Connection, session_id: str) -> Iterator[tuple[MessageRecord, str]]:
+    """Each message with its stored ``content`` (NUL shown as U+FFFD where it held one)."""
     # On the statement, not the connection: the caller's later statements on the
     # same connection must not inherit a server-side cursor.
     result = conn.execute(
@@ -193,29 +226,32 @@ def _stream_messages(conn: Connection, session_id: str) -> Iterator[MessageRecor
         .execution_options(yield_per=_BATCH)
     )
     for row in result:
-        yield message_from_db(row)
+        yield message_from_db(row), row.content
 
 
 def _write_json(
     out: Writer,
     session: SessionRecord,
     metadata: Mapping[str, str | None],
-    messages: Iterator[MessageRecord],
+    messages: Iterator[tuple[MessageRecord, str]],
+    state: Mapping[str, Any],
 ) -> int:
     head = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
         "session": session_document(session),
         "metadata": dict(metadata),
+        # The session's own state; user and app state belong to the owner, not here.
+        "state": dict(state),
     }
     # Written by hand around the message list so that no more than one
     # message is ever held as a document.
     out.write(json.dumps(head, ensure_ascii=False, indent=2)[:-2])
     out.write(',\n  "messages": [')
     count = 0
-    for message in messages:
+    for message, stored in messages:
         out.write("," if count else "")
-        out.write("\n    " + json.dumps(message_document(message), ensure_ascii=False))
+        out.write("\n    " + json.dumps(message_document(message, stored), ensure_ascii=False))
         count += 1
     out.write("\n  ]\n}\n")
     return count
@@ -225,7 +261,7 @@ def _write_markdown(
     out: Writer,
     session: SessionRecord,
     metadata: Mapping[str, str | None],
-    messages: Iterator[MessageRecord],
+    messages: Iterator[tuple[MessageRecord, str]],
 ) -> int:
     out.write(f"# {session.title or 'Untitled session'}\n\n")
     out.write(f"- **Session:** `{session.session_id}`\n")
@@ -237,11 +273,11 @@ def _write_markdown(
         out.write(f"- **{key}:** {value}\n")
     out.write("\n---\n")
     count = 0
-    for message in messages:
+    for message, stored in messages:
         count += 1
         out.write(f"\n## {message.role.upper()} · #{message.sequence_number} · ")
         out.write(f"{message.timestamp:%Y-%m-%d %H:%M:%S} UTC\n\n")
-        out.write(message.content.rstrip("\n") + "\n")
+        out.write(stored.rstrip("\n") + "\n")
         details = []
         if message.tokens is not None:
             details.append(f"{message.tokens} tokens")

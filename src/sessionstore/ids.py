@@ -33,8 +33,10 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, text
 
-from .errors import SessionExists, SessionIdRetired
+from .errors import SessionExists, SessionIdRetired, SnapshotNotFound
 from .models import LifecycleEvent, Session, Snapshot
+from .owners import Owner, require_snapshot_owned
+from .rls import unscoped
 
 __all__ = ["high_water", "lock_id", "newest_snapshot", "record_event", "require_free"]
 
@@ -63,12 +65,25 @@ def newest_snapshot(conn: Connection, session_id: str) -> int | None:
     return None if value is None else int(value)
 
 
-def require_free(conn: Connection, session_id: str) -> None:
-    """:class:`SessionExists` if the id is taken, :class:`SessionIdRetired` if retired."""
-    if conn.execute(select(S.session_id).where(S.session_id == session_id)).first():
+def require_free(conn: Connection, session_id: str, owner: Owner | None = None) -> None:
+    """:class:`SessionExists` if the id is taken, :class:`SessionIdRetired` if retired.
+
+    In a scoped view (``owner``), an id retired by another owner's snapshots is
+    :class:`SessionExists`, as a taken id: the snapshot's id is not the view's to see.
+    """
+    # Under row-level security a view cannot see another owner's rows: the id's
+    # state is read as the admin (only whether it is free comes out).
+    with unscoped(conn):
+        taken = conn.execute(select(S.session_id).where(S.session_id == session_id)).first()
+        snapshot_id = None if taken else newest_snapshot(conn, session_id)
+    if taken:
         raise SessionExists(session_id)
-    snapshot_id = newest_snapshot(conn, session_id)
     if snapshot_id is not None:
+        if owner is not None:
+            try:
+                require_snapshot_owned(conn, snapshot_id, owner)
+            except SnapshotNotFound:
+                raise SessionExists(session_id) from None
         raise SessionIdRetired(session_id, snapshot_id)
 
 
@@ -99,9 +114,23 @@ def record_event(
     now: datetime,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """One line of the audit trail (``lifecycle.history``)."""
+    """One line of the audit trail (``lifecycle.history``), stamped with the owner.
+
+    The owner is the session's, or, once its row is gone (a purge, a delete),
+    that of its newest snapshot: a user's erasure finds every line.
+    """
+    owner = conn.execute(select(S.app, S.user_id).where(S.session_id == session_id)).first()
+    if owner is None:
+        owner = conn.execute(
+            select(N.app, N.user_id)
+            .where(N.session_id == session_id)
+            .order_by(N.snapshot_id.desc())
+            .limit(1)
+        ).first()
     conn.execute(
         insert(LifecycleEvent).values(
+            app=None if owner is None else owner.app,
+            user_id=None if owner is None else owner.user_id,
             session_id=session_id,
             action=action,
             reason=reason,

@@ -14,7 +14,7 @@ anything is written, in one of two ways:
   number 0, a 70 KB title, a metadata key ``''``, NUL in a message on SQLite).
   Refusing them would take snapshots that never restore; they come back exactly.
 
-:func:`recreate` then inserts the session, its metadata and its messages.
+:func:`recreate` then inserts the session, its metadata, its state and its messages.
 The triggers fill the session's counts and totals as for appends; an import
 keeps them (re-derived from the messages), a restore sets every column back
 to the value snapshotted, so the row is the row that was archived.
@@ -24,24 +24,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
 from sqlalchemy import Connection, column, func, insert, table, update
 
-from .errors import InvalidInput
+from .errors import InvalidInput, SessionExists
 from .export import EXPORT_FORMAT, EXPORT_VERSION
 from .ids import lock_id, require_free
+from .items import DEFAULT_MAX_PAYLOAD_BYTES, encode_content, encode_payload
 from .models import STATUSES, Session, SessionMetadata, UTCDateTime
+from .owners import Owner, check_owner
 from .records import SessionRecord
-from .sessions import SESSION_COLUMNS, session_from_db
+from .sessions import SESSION_COLUMNS, dialect_insert, session_from_db
+from .state import insert_session_state
+from .statedelta import check_values, encode_value
 from .transactions import Runner
 from .validation import (
     MAX_DURATION,
     aware_utc,
     check_duration,
     check_id,
+    check_kind,
     check_metadata_pairs,
     check_optional_text,
     check_role,
@@ -69,6 +74,7 @@ _MESSAGES = table(
     column("content"),
     column("timestamp", UTCDateTime()),
     *(column(name) for name in ("tokens_used", "duration_seconds", "metadata", "client_msg_id")),
+    *(column(name) for name in ("kind", "payload", "exact_content")),
 )
 
 
@@ -81,6 +87,8 @@ class ParsedSession:
     messages: list[dict[str, Any]]
     #: Set every column as in the document (a snapshot), rather than re-derive totals.
     exact: bool = False
+    #: The session's state: keys to their values as JSON text.
+    state: dict[str, str] = field(default_factory=dict)
 
 
 # --- the rules for new input -----------------------------------------------------------
@@ -98,7 +106,9 @@ def parse_export(
     _distinct_sequences(rows)
     values = {
         "session_id": check_id("session_id", session.get("session_id")),
-        "model_id": check_id("model_id", session.get("model_id")),
+        "model_id": None
+        if session.get("model_id") is None
+        else check_id("model_id", session.get("model_id")),
         "model_name": check_optional_text("model_name", session.get("model_name")),
         "title": check_optional_text("title", session.get("title")),
         "status": _status(session.get("status", "active")),
@@ -113,8 +123,12 @@ def parse_export(
         "total_duration_seconds": _total_duration(session.get("total_duration_seconds", 0)),
         "last_seq": _count(session, "last_seq"),
     }
+    values["app"], values["user_id"] = check_owner(session.get("app"), session.get("user_id"))
+    values.update(_lineage(session, strict=True))
     pairs = check_metadata_pairs(metadata)
-    return ParsedSession(values, pairs, rows)
+    # Optional: exports written before state existed have none.
+    state = check_values("state", doc.get("state", {}), max_content_bytes, max_keys=None)
+    return ParsedSession(values, pairs, rows, state=state)
 
 
 def _message_row(item: Any, index: int, max_bytes: int | None) -> dict[str, Any]:
@@ -126,11 +140,17 @@ def _message_row(item: Any, index: int, max_bytes: int | None) -> dict[str, Any]
         raise InvalidInput(f"message {index} has an invalid sequence_number {shown(seq)}")
     metadata = item.get("metadata")
     client_msg_id = item.get("client_msg_id")
+    # The caller's exact text when it held NUL (``content`` then shows U+FFFD).
+    exact = item.get("exact_content")
+    content, exact_json = encode_content(item.get("content") if exact is None else exact, max_bytes)
     return {
         "message_id": _message_id(item, index),
         "sequence_number": seq,
         "role": check_role(item.get("role")),
-        "content": check_text("content", item.get("content"), max_bytes=max_bytes),
+        "content": content,
+        "exact_content": exact_json,
+        "kind": check_kind(item.get("kind", "message")),
+        "payload": encode_payload(item.get("payload"), DEFAULT_MAX_PAYLOAD_BYTES),
         "timestamp": _time(item, "timestamp", strict=True),
         "tokens_used": check_tokens(item.get("tokens")),
         "duration_seconds": check_duration(item.get("duration")),
@@ -154,7 +174,7 @@ def parse_snapshot(text: str) -> ParsedSession:
     _distinct_sequences(rows)
     values = {
         "session_id": _need(session, "session_id", str),
-        "model_id": _need(session, "model_id", str),
+        "model_id": _maybe(session, "model_id", str),
         "model_name": _maybe(session, "model_name", str),
         "title": _maybe(session, "title", str),
         "status": _status(session.get("status")),
@@ -170,6 +190,10 @@ def parse_snapshot(text: str) -> ParsedSession:
         "total_tokens": _need(session, "total_tokens", float),
         "total_duration_seconds": _need(session, "total_duration_seconds", float),
         "last_seq": _need(session, "last_seq", object),
+        # Snapshots taken before sessions had owners have neither.
+        "app": _maybe(session, "app", str),
+        "user_id": _maybe(session, "user_id", str),
+        **_lineage(session, strict=False),
     }
     if not values["session_id"]:
         raise InvalidInput("the snapshot's session_id is empty")
@@ -178,7 +202,13 @@ def parse_snapshot(text: str) -> ParsedSession:
         if not isinstance(key, str) or not (value is None or isinstance(value, str)):
             raise InvalidInput("the snapshot's metadata must map text to text or null")
         pairs[key] = value
-    return ParsedSession(values, pairs, rows, exact=True)
+    return ParsedSession(values, pairs, rows, exact=True, state=_stored_state(doc.get("state", {})))
+
+
+def _stored_state(state: Any) -> dict[str, str]:
+    if not isinstance(state, Mapping) or not all(isinstance(key, str) for key in state):
+        raise InvalidInput("the snapshot's state must map text keys to JSON values")
+    return {key: encode_value(f"state[{key!r}]", value, None) for key, value in state.items()}
 
 
 def _stored_message(item: Any, index: int) -> dict[str, Any]:
@@ -195,7 +225,21 @@ def _stored_message(item: Any, index: int) -> dict[str, Any]:
         "duration_seconds": _maybe(item, "duration", object),
         "metadata": _maybe(item, "metadata", str),
         "client_msg_id": _maybe(item, "client_msg_id", str),
+        # Snapshots taken before items existed hold plain messages.
+        "kind": _maybe(item, "kind", str) or "message",
+        "payload": _stored_json(item.get("payload"), f"message {index}'s payload"),
+        "exact_content": _stored_json(_maybe(item, "exact_content", str), "exact_content"),
     }
+
+
+def _stored_json(value: Any, name: str) -> str | None:
+    """A snapshot's JSON value as the compact text the store keeps (None stays None)."""
+    if value is None:
+        return None
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        raise InvalidInput(f"the snapshot's {name} is malformed") from None
 
 
 def _scalar(name: str, value: Any, kind: type) -> Any:
@@ -308,6 +352,28 @@ def _count(doc: Mapping[str, Any], name: str) -> int:
     return value
 
 
+def _lineage(session: Mapping[str, Any], *, strict: bool) -> dict[str, Any]:
+    """``never_expires`` and a fork's ``parent_session_id`` / ``fork_sequence``.
+
+    Documents written before they existed have none: an expiring session, no parent.
+    """
+    never = session.get("never_expires", False)
+    if not isinstance(never, bool):
+        raise InvalidInput(f"never_expires must be true or false, not {shown(never)}")
+    parent = session.get("parent_session_id")
+    fork = session.get("fork_sequence")
+    if strict:
+        parent = None if parent is None else check_id("parent_session_id", parent)
+        if fork is not None and (
+            isinstance(fork, bool) or not isinstance(fork, int) or not 0 <= fork < _MAX_SEQ
+        ):
+            raise InvalidInput(f"fork_sequence must be an integer from 0 to {_MAX_SEQ - 1}")
+    else:
+        parent = _maybe(session, "parent_session_id", str)
+        fork = _maybe(session, "fork_sequence", int)
+    return {"never_expires": never, "parent_session_id": parent, "fork_sequence": fork}
+
+
 def _seconds(doc: Mapping[str, Any], name: str) -> float | None:
     value = doc.get(name)
     if value is None:
@@ -336,12 +402,21 @@ def recreate(
     # Inserted active and with empty totals, which the triggers fill from the
     # messages; the fields a trigger also moves are set back afterwards.
     columns = {k: v for k, v in values.items() if k not in _DERIVED}
-    conn.execute(insert(Session).values({**columns, "status": "active", "archived_at": None}))
+    row = {**columns, "status": "active", "archived_at": None}
+    # A row the caller cannot see (PostgreSQL row-level security hides other owners')
+    # still holds the id: the id is taken, as for any other.
+    stmt = dialect_insert(conn.dialect.name, Session).values(row)
+    inserted = conn.execute(
+        stmt.on_conflict_do_nothing(index_elements=[S.session_id]).returning(S.session_id)
+    ).first()
+    if inserted is None:
+        raise SessionExists(session_id)
     if parsed.metadata:
         conn.execute(
             insert(SessionMetadata),
             [{"session_id": session_id, "key": k, "value": v} for k, v in parsed.metadata.items()],
         )
+    insert_session_state(conn, session_id, parsed.state)
     if parsed.messages:
         rows = [{**row, "session_id": session_id} for row in parsed.messages]
         if not keep_ids:
@@ -378,20 +453,27 @@ def import_session(
     *,
     session_id: str | None = None,
     max_content_bytes: int | None = None,
+    owner: Owner | None = None,
 ) -> SessionRecord:
     """Recreate a session from an export; ``session_id`` imports it under a new id.
 
     The id must be free: :class:`SessionExists` if a session has it,
     :class:`SessionIdRetired` if a purged session of that id still has snapshots.
+    The document's owner is kept, except in a scoped view, which stamps its own.
     """
     parsed = parse_export(source, max_content_bytes=max_content_bytes)
+    if owner is not None:
+        user_id = owner.user_id
+        if user_id is None and parsed.session["app"] == owner.app:
+            user_id = parsed.session["user_id"]
+        parsed.session.update(app=owner.app, user_id=user_id)
     new_id = (
         parsed.session["session_id"] if session_id is None else check_id("session_id", session_id)
     )
 
     def work(conn: Connection) -> SessionRecord:
         lock_id(conn, new_id)
-        require_free(conn, new_id)
+        require_free(conn, new_id, owner)
         return recreate(conn, parsed, session_id=new_id, keep_ids=False)
 
     return runner.write(work)

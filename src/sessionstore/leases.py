@@ -4,10 +4,15 @@ A lease is one row per job name: its holder and when it expires. Taking it
 is an upsert that succeeds when the row is new, is already the caller's, or
 has expired; so several processes running the scheduler against one database
 take turns, and a holder that died stops holding it when its lease runs out.
+
+A scoped view's leases are its own: :func:`owner_lease` names them after the
+owner, so that erasing a user (:mod:`sessionstore.erase`) finds theirs by
+:func:`owner_lease_prefix`.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, or_, update
@@ -15,9 +20,19 @@ from sqlalchemy import Connection, delete, or_, update
 from .models import Lease
 from .sessions import dialect_insert
 
-__all__ = ["acquire", "release"]
+__all__ = ["acquire", "owner_lease", "owner_lease_prefix", "release"]
 
 L = Lease.__table__.c
+
+
+def owner_lease(app: str, user_id: str | None, name: str) -> str:
+    """The stored name of a scoped view's lease ``name``: distinct from every other owner's."""
+    return json.dumps(["owner", app, user_id, name])
+
+
+def owner_lease_prefix(app: str, user_id: str) -> str:
+    """What every stored name of one user's leases begins with (and no other's)."""
+    return owner_lease(app, user_id, "")[: -len('""]')]
 
 
 def acquire(conn: Connection, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:

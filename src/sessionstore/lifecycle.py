@@ -19,12 +19,19 @@ session, re-checking under the lock that the session is still due, so a
 session that received a message a moment ago, or that another sweeper
 archived, is left alone. Every action is written to ``lifecycle_events``,
 which :meth:`Lifecycle.history` reads.
+
+**Owners.** ``StoreConfig.app_timeouts`` gives an app its own default
+timeouts (``{"app": (idle, hard)}``), which replace the store's for that
+app's sessions (a session's own override still wins). A scoped view's
+lifecycle (``store.for_user(...).lifecycle``) sees only its owner's sessions,
+snapshots and history; its sweep, purge and ``expiring`` scan only them, and
+its leases are its own. ``purge(app=..., user_id=...)`` narrows a purge the
+same way from the admin view.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -32,12 +39,13 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     delete,
+    or_,
     select,
     text,
     update,
 )
 
-from . import leases, snapshots, timeouts
+from . import leases, snapshots, sweeps, timeouts
 from .errors import (
     InvalidInput,
     InvalidStateError,
@@ -46,7 +54,15 @@ from .errors import (
     SnapshotNotFound,
 )
 from .ids import lock_id, newest_snapshot, record_event
-from .models import LifecycleEvent, Session
+from .lifecycle_snapshots import SnapshotMethods
+from .models import LifecycleEvent, Session, Snapshot
+from .owners import (
+    Owner,
+    check_owner,
+    narrow,
+    owner_filter,
+    require_owned,
+)
 from .records import (
     Expiry,
     LifecycleRecord,
@@ -58,9 +74,17 @@ from .records import (
     SweepReport,
 )
 from .scheduler import Scheduler
-from .sessions import SESSION_COLUMNS, check_timeout, require_writable, session_from_db
+from .sessions import (
+    SESSION_COLUMNS,
+    check_never_expires,
+    check_timeout,
+    require_writable,
+    session_from_db,
+)
 from .transactions import Runner
-from .validation import aware_utc, check_id, shown
+from .validation import aware_utc, check_id
+
+Timeouts = tuple[timedelta | None, timedelta | None]
 
 __all__ = [
     "Expiry",
@@ -75,13 +99,14 @@ __all__ = [
 
 S = Session.__table__.c
 E = LifecycleEvent.__table__.c
+N = Snapshot.__table__.c
 
 Progress = Callable[[int, int], None]
 SNAPSHOT_FORMAT = snapshots.SNAPSHOT_FORMAT
 _UNSET: Any = object()
 
 
-class Lifecycle:
+class Lifecycle(SnapshotMethods):
     """``store.lifecycle``: timeouts, archive, reactivate, purge, restore, the audit trail."""
 
     def __init__(
@@ -92,13 +117,34 @@ class Lifecycle:
         idle_timeout: timedelta | None,
         hard_timeout: timedelta | None,
         purge_after: timedelta | None,
+        app_timeouts: Mapping[str, Timeouts] | None = None,
+        owner: Owner | None = None,
     ) -> None:
         self._runner = runner
         self._clock = clock
         self.idle_timeout = idle_timeout
         self.hard_timeout = hard_timeout
         self.purge_after = purge_after
+        #: Per-app defaults, replacing the store's for that app's sessions.
+        self.app_timeouts: dict[str, Timeouts] = dict(app_timeouts or {})
+        self._owner = owner
         self._schedulers: list[Scheduler] = []
+
+    def _defaults(self, app: str | None) -> Timeouts:
+        """The default (idle, hard) timeouts of an app's sessions."""
+        if app is not None and app in self.app_timeouts:
+            return self.app_timeouts[app]
+        return self.idle_timeout, self.hard_timeout
+
+    def _scope(self, app: object = None, user_id: object = None) -> Any:
+        """The owner filter of a scan: the view's owner, narrowed by ``app``/``user_id``."""
+        if self._owner is None:
+            return check_owner(app, user_id)
+        return narrow(
+            self._owner,
+            None if app is None else check_id("app", app),
+            None if user_id is None else check_id("user_id", user_id),
+        )
 
     # --- timeouts -------------------------------------------------------------------
 
@@ -107,10 +153,25 @@ class Lifecycle:
         if not isinstance(session, SessionRecord):
             raise InvalidInput(f"session must be a SessionRecord, not {type(session).__name__}")
         horizon = aware_utc("horizon", horizon)
-        return timeouts.first_due(session, horizon, self.idle_timeout, self.hard_timeout)
+        return timeouts.first_due(session, horizon, *self._defaults(session.app))
 
     def _candidates(self, conn: Connection, horizon: datetime) -> list[Expiry]:
-        return timeouts.candidates(conn, horizon, self.idle_timeout, self.hard_timeout)
+        """The due sessions in scope: each app with timeouts of its own on its own scan."""
+        scope = self._scope()
+        if scope is None:
+            return []
+        where = owner_filter(S, *scope)
+        found: list[Expiry] = []
+        apps = [app for app in self.app_timeouts if scope[0] in (None, app)]
+        if scope[0] is None or scope[0] not in self.app_timeouts:
+            rest = [or_(S.app.is_(None), S.app.not_in(apps))] if apps else []
+            found += timeouts.candidates(
+                conn, horizon, self.idle_timeout, self.hard_timeout, [*where, *rest]
+            )
+        for app in apps:
+            idle, hard = self.app_timeouts[app]
+            found += timeouts.candidates(conn, horizon, idle, hard, [*where, S.app == app])
+        return sorted(found, key=lambda e: e.deadline)
 
     def expiring(self, within: timedelta, now: datetime | None = None) -> list[Expiry]:
         """Active sessions that time out within ``within`` of ``now`` (or already have)."""
@@ -123,20 +184,28 @@ class Lifecycle:
         *,
         idle_timeout: timedelta | None = _UNSET,
         hard_timeout: timedelta | None = _UNSET,
+        never_expires: bool = _UNSET,
     ) -> SessionRecord:
-        """Override (or, with ``None``, go back to the defaults for) a session's timeouts."""
+        """Override (or, with ``None``, go back to the defaults for) a session's timeouts.
+
+        ``never_expires=True`` exempts the session from every timeout until it is
+        set back to ``False``; its timeouts are kept meanwhile. Leaving an
+        argument out leaves that setting as it is.
+        """
         session_id = check_id("session_id", session_id)
         values: dict[str, Any] = {}
         if idle_timeout is not _UNSET:
             values["idle_timeout_seconds"] = check_timeout("idle_timeout", idle_timeout)
         if hard_timeout is not _UNSET:
             values["hard_timeout_seconds"] = check_timeout("hard_timeout", hard_timeout)
+        if never_expires is not _UNSET:
+            values["never_expires"] = check_never_expires(never_expires)
         stmt = update(Session).where(S.session_id == session_id).returning(*SESSION_COLUMNS)
 
         def work(conn: Connection) -> SessionRecord:
             if not values:
-                return _locked(conn, session_id)
-            require_writable(conn, session_id)
+                return _locked(conn, session_id, self._owner)
+            require_writable(conn, session_id, self._owner)
             row = conn.execute(stmt.values(**values)).first()
             if row is None:
                 raise SessionNotFound(session_id)
@@ -154,24 +223,61 @@ class Lifecycle:
         progress: Progress | None = None,
     ) -> SweepReport:
         """Archive every active session past its idle or hard timeout, one transaction each."""
+        _check_progress(progress)
         now = self._now(now)
         due = self._runner.read(lambda conn: self._candidates(conn, now))
         if dry_run:
             items = tuple(SweepItem(e.session.session_id, e.reason, e.deadline, None) for e in due)
             return SweepReport(now, True, items)
         archived: list[SweepItem] = []
-        for done, expiry in enumerate(due, 1):
-            item = self._runner.write(partial(self._archive_if_due, expiry=expiry, now=now))
-            if item is not None:
-                archived.append(item)
+        if self._owner is not None:
+            # A scoped view's sweep: one session per transaction, each under its owner check.
+            for done, expiry in enumerate(due, 1):
+                item = self._runner.write(partial(self._archive_if_due, expiry=expiry, now=now))
+                if item is not None:
+                    archived.append(item)
+                if progress is not None:
+                    progress(done, len(due))
+            return SweepReport(now, False, tuple(archived), skipped=len(due) - len(archived))
+        # Many sessions per transaction (sessionstore.sweeps): the same snapshots,
+        # statuses and audit lines with a statement per kind of row, not per session.
+        for indexes in sweeps.batches([e.session.message_count for e in due]):
+            batch = [due[i] for i in indexes]
+            archived += self._runner.write(partial(self._archive_batch, batch=batch, now=now))
             if progress is not None:
-                progress(done, len(due))
+                for done in indexes:
+                    progress(done + 1, len(due))
         return SweepReport(now, False, tuple(archived), skipped=len(due) - len(archived))
+
+    def _archive_batch(
+        self, conn: Connection, batch: Sequence[Expiry], now: datetime
+    ) -> list[SweepItem]:
+        """Archive those of ``batch`` still due under their locks (taken in id order)."""
+        ids = [expiry.session.session_id for expiry in batch]
+        for session_id in sorted(ids):
+            lock_id(conn, session_id)
+        rows = conn.execute(
+            select(*SESSION_COLUMNS).where(S.session_id.in_(ids)).with_for_update()
+        ).all()
+        current = {row[0]: session_from_db(row) for row in rows}
+        still_due = []
+        for session_id in ids:
+            session = current.get(session_id)
+            still = None if session is None else self.due(session, now)
+            if session is not None and still is not None:
+                still_due.append((session, still))
+        infos = sweeps.archive_many(
+            conn, [(session, f"{still.reason} timeout") for session, still in still_due], now
+        )
+        return [
+            SweepItem(session.session_id, still.reason, still.deadline, info.snapshot_id)
+            for (session, still), info in zip(still_due, infos, strict=True)
+        ]
 
     def _archive_if_due(self, conn: Connection, expiry: Expiry, now: datetime) -> SweepItem | None:
         session_id = expiry.session.session_id
         try:
-            current = _locked(conn, session_id)
+            current = _locked(conn, session_id, self._owner)
         except SessionNotFound:
             return None
         still = self.due(current, now)
@@ -189,7 +295,7 @@ class Lifecycle:
         now = self._now(now)
 
         def work(conn: Connection) -> SnapshotInfo:
-            current = _locked(conn, session_id)
+            current = _locked(conn, session_id, self._owner)
             if current.status != "active":
                 raise InvalidStateError(f"session {session_id!r} is already archived")
             return self._archive(conn, current, now, reason)
@@ -219,7 +325,7 @@ class Lifecycle:
         now = self._now(now)
 
         def work(conn: Connection) -> SessionRecord:
-            current = _locked(conn, session_id)
+            current = _locked(conn, session_id, self._owner)
             if current.status != "archived":
                 raise InvalidStateError(f"session {session_id!r} is not archived")
             row = conn.execute(
@@ -241,19 +347,27 @@ class Lifecycle:
         now: datetime | None = None,
         *,
         progress: Progress | None = None,
+        app: str | None = None,
+        user_id: str | None = None,
     ) -> PurgeReport:
         """Delete sessions archived at least ``older_than`` ago; their snapshots stay.
 
         Like a timeout, the boundary itself counts: a session archived exactly
-        ``older_than`` before ``now`` is purged.
+        ``older_than`` before ``now`` is purged. ``app`` / ``user_id`` purge one
+        owner's sessions only (a user_id needs an app).
         """
+        _check_progress(progress)
         now = self._now(now)
         cutoff = timeouts.shift(now, older_than, "older_than", -1)
+        scope = self._scope(app, user_id)
+        if scope is None:
+            return PurgeReport(now, cutoff, (), 0)
+        where = owner_filter(S, *scope)
         ids = self._runner.read(
             lambda conn: list(
                 conn.execute(
                     select(S.session_id)
-                    .where(S.status == "archived", S.archived_at <= cutoff)
+                    .where(S.status == "archived", S.archived_at <= cutoff, *where)
                     .order_by(S.archived_at, S.session_id)
                 ).scalars()
             )
@@ -278,7 +392,7 @@ class Lifecycle:
         self, conn: Connection, session_id: str, cutoff: datetime, now: datetime
     ) -> tuple[PurgeItem, int] | None:
         try:
-            current = _locked(conn, session_id)
+            current = _locked(conn, session_id, self._owner)
         except SessionNotFound:
             return None
         if current.status != "archived" or current.archived_at is None:
@@ -317,71 +431,6 @@ class Lifecycle:
 
         return self._runner.read(work)
 
-    def restore(
-        self, snapshot_id: int, *, session_id: str | None = None, now: datetime | None = None
-    ) -> SessionRecord:
-        """Bring a snapshot back: over its own id when nothing is newer, else as a copy.
-
-        Without ``session_id`` the session is recreated exactly as snapshotted (ids,
-        sequence numbers, timestamps, metadata, totals), but only from the newest
-        snapshot of its id and only while the session is purged, or archived with
-        nothing the snapshot lacks: :class:`SessionActive` or
-        :class:`SnapshotSuperseded` otherwise. With ``session_id`` the snapshot is
-        recreated as a new session under that id, which must be free
-        (:class:`SessionExists`, :class:`SessionIdRetired`). See
-        :mod:`sessionstore.snapshots`.
-        """
-        if (
-            isinstance(snapshot_id, bool)
-            or not isinstance(snapshot_id, int)
-            or not 1 <= snapshot_id < 2**63
-        ):
-            raise InvalidInput(f"snapshot_id must be a positive integer, not {shown(snapshot_id)}")
-        target = None if session_id is None else check_id("session_id", session_id)
-        now = self._now(now)
-        return self._runner.write(lambda conn: snapshots.restore(conn, snapshot_id, target, now))
-
-    def snapshots(self, session_id: str) -> list[SnapshotInfo]:
-        """The session's snapshots, newest first (also after the session was purged)."""
-        session_id = check_id("session_id", session_id)
-        return self._runner.read(lambda conn: snapshots.list_snapshots(conn, session_id))
-
-    def prune_snapshots(
-        self, keep: int = 1, *, session_id: str | None = None, now: datetime | None = None
-    ) -> int:
-        """Keep the newest ``keep`` snapshots of each session; how many were deleted."""
-        if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep < 2**31:
-            raise InvalidInput("keep must be an integer of at least 1")
-        if session_id is not None:
-            session_id = check_id("session_id", session_id)
-        now = self._now(now)
-        return self._runner.write(lambda conn: snapshots.prune(conn, keep, session_id, now))
-
-    def history(self, session_id: str) -> list[LifecycleRecord]:
-        """Every lifecycle action on the session, oldest first."""
-        session_id = check_id("session_id", session_id)
-        stmt = (
-            select(
-                E.event_id,
-                E.session_id,
-                E.action,
-                E.reason,
-                E.snapshot_id,
-                E.occurred_at,
-                E.details,
-            )
-            .where(E.session_id == session_id)
-            .order_by(E.event_id)
-        )
-
-        def work(conn: Connection) -> list[LifecycleRecord]:
-            return [
-                LifecycleRecord(*row[:6], json.loads(row[6]) if row[6] else {})
-                for row in conn.execute(stmt)
-            ]
-
-        return self._runner.read(work)
-
     # --- the scheduler, and its lease ----------------------------------------------
 
     @property
@@ -410,8 +459,11 @@ class Lifecycle:
     def acquire_lease(
         self, name: str, holder: str, ttl: timedelta, now: datetime | None = None
     ) -> bool:
-        """Take (or renew) the named lease until ``now + ttl`` unless someone else holds it."""
-        name = check_id("lease name", name)
+        """Take (or renew) the named lease until ``now + ttl`` unless someone else holds it.
+
+        A scoped view's leases are its own: the same name is another lease there.
+        """
+        name = self._lease(check_id("lease name", name))
         holder = check_id("lease holder", holder)
         now = self._now(now)
         if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= timedelta(days=366):
@@ -421,19 +473,30 @@ class Lifecycle:
 
     def release_lease(self, name: str, holder: str) -> None:
         """Give the named lease up, if ``holder`` holds it."""
-        name = check_id("lease name", name)
+        name = self._lease(check_id("lease name", name))
         holder = check_id("lease holder", holder)
         self._runner.write(lambda conn: leases.release(conn, name, holder))
 
-    def _now(self, now: datetime | None) -> datetime:
-        if now is None:
-            return self._clock()
-        return aware_utc("now", now)
+    def _lease(self, name: str) -> str:
+        if self._owner is None:
+            return name
+        return leases.owner_lease(self._owner.app, self._owner.user_id, name)
 
 
-def _locked(conn: Connection, session_id: str) -> SessionRecord:
-    """The session, its id's lock and its row held for this transaction."""
+def _check_progress(progress: object) -> None:
+    """A progress callback is a function (checked first: it is called after commits)."""
+    if progress is not None and not callable(progress):
+        kind = type(progress).__name__
+        raise InvalidInput(f"progress must be a function (done, total) or None, not {kind}")
+
+
+def _locked(conn: Connection, session_id: str, owner: Owner | None = None) -> SessionRecord:
+    """The session, its id's lock and its row held for this transaction.
+
+    With an ``owner``, a session outside that scope is :class:`SessionNotFound`.
+    """
     lock_id(conn, session_id)
+    require_owned(conn, session_id, owner)
     row = conn.execute(
         select(*SESSION_COLUMNS).where(S.session_id == session_id).with_for_update()
     ).first()

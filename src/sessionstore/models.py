@@ -9,7 +9,11 @@ What the new behaviour needs is added beside them:
 * ``sessions.status``: where the session is in its lifecycle;
 * ``messages.client_msg_id``: a caller-chosen id that makes a retried append
   idempotent;
-* the ``tool`` role beside ``user``, ``assistant`` and ``system``;
+* roles beyond the legacy four (an open set: any 1 to 64 characters);
+* ``messages.kind``, ``payload`` and ``exact_content``: a framework's item
+  kept whole beside the human-readable text (see :mod:`sessionstore.items`);
+* the owner of a session (``app``, ``user_id``), forks and ``never_expires``;
+* ``session_state``, ``user_state`` and ``app_state``: state as JSON, a row a key;
 * quarantine tables that keep rows the legacy file could not keep (orphans).
 
 Counts and totals on ``sessions`` are maintained by triggers created in the
@@ -31,6 +35,7 @@ from sqlalchemy import (
     REAL,
     TIMESTAMP,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Dialect,
     Float,
@@ -41,6 +46,7 @@ from sqlalchemy import (
     MetaData,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -51,8 +57,9 @@ from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 from .prepared import from_db_time
 
 __all__ = [
-    "ROLES",
+    "LEGACY_ROLES",
     "STATUSES",
+    "AppState",
     "Base",
     "Lease",
     "LifecycleEvent",
@@ -62,11 +69,14 @@ __all__ = [
     "QuarantinedSession",
     "Session",
     "SessionMetadata",
+    "SessionState",
     "Snapshot",
     "UTCDateTime",
+    "UserState",
 ]
 
-ROLES = ("user", "assistant", "system", "tool")
+#: The roles the legacy layout allowed; any role of 1 to 64 characters is stored now.
+LEGACY_ROLES = ("user", "assistant", "system", "tool")
 STATUSES = ("active", "archived")
 ACTIONS = ("archive", "reactivate", "purge", "restore", "prune_snapshot")
 
@@ -159,6 +169,14 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+_ARCHIVED = "status = 'archived'"
+
+
+def _partial(name: str, where: str, *columns: str) -> Index:
+    """An index over the rows ``where`` holds, on both backends."""
+    return Index(name, *columns, sqlite_where=text(where), postgresql_where=text(where))
+
+
 class Session(Base):
     __tablename__ = "sessions"
     __table_args__ = (
@@ -166,17 +184,35 @@ class Session(Base):
         CheckConstraint("message_count >= 0", name="message_count"),
         # The session list, newest activity first, paged by (last_activity, session_id).
         Index("ix_sessions_last_activity_session_id", "last_activity", "session_id"),
-        Index("ix_sessions_model_id_last_activity", "model_id", "last_activity", "session_id"),
-        Index("ix_sessions_status_last_activity", "status", "last_activity", "session_id"),
-        Index(
-            "ix_sessions_model_id_status_last_activity",
+        # Every append moves last_activity: the other indexes holding it are partial
+        # (revision 0007), so an append rewrites only those its session is in.
+        _partial(
+            "ix_sessions_model_id_last_activity",
+            "model_id IS NOT NULL",
             "model_id",
-            "status",
             "last_activity",
             "session_id",
         ),
+        _partial(
+            "ix_sessions_app_user_id_last_activity",
+            "app IS NOT NULL",
+            "app",
+            "user_id",
+            "last_activity",
+            "session_id",
+        ),
+        # Archived sessions are never appended to: these cost appends nothing.
+        _partial("ix_sessions_archived_last_activity", _ARCHIVED, "last_activity", "session_id"),
+        _partial(
+            "ix_sessions_archived_model_id_last_activity",
+            _ARCHIVED,
+            "model_id",
+            "last_activity",
+            "session_id",
+        ),
+        _partial("ix_sessions_archived_archived_at", _ARCHIVED, "archived_at", "session_id"),
         Index("ix_sessions_created_at", "created_at"),
-        Index("ix_sessions_status_archived_at", "status", "archived_at"),
+        CheckConstraint("user_id IS NULL OR app IS NOT NULL", name="owner"),
     )
 
     session_id: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -189,7 +225,8 @@ class Session(Base):
     last_activity: Mapped[datetime] = mapped_column(
         UTCDateTime, nullable=False, server_default=utc_now()
     )
-    model_id: Mapped[str] = mapped_column(Text, nullable=False)
+    #: NULL for sessions a framework created without a model id.
+    model_id: Mapped[str | None] = mapped_column(Text)
     model_name: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str | None] = mapped_column(Text)
     message_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
@@ -201,13 +238,21 @@ class Session(Base):
     idle_timeout_seconds: Mapped[float | None] = mapped_column(Real)
     hard_timeout_seconds: Mapped[float | None] = mapped_column(Real)
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The owner: both NULL for an unowned (legacy) session; a user_id needs an app.
+    app: Mapped[str | None] = mapped_column(Text)
+    user_id: Mapped[str | None] = mapped_column(Text)
+    #: Where a fork came from. No foreign key: the parent may be purged later.
+    parent_session_id: Mapped[str | None] = mapped_column(Text)
+    fork_sequence: Mapped[int | None] = mapped_column(Integer)
+    #: True: no timeout archives it (NULL timeouts mean the store's defaults).
+    never_expires: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
 
 
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("session_id", "sequence_number"),
-        CheckConstraint(f"role IN {ROLES!r}", name="role"),
+        CheckConstraint("length(role) BETWEEN 1 AND 64", name="role"),
         Index(
             "uq_messages_session_id_client_msg_id",
             "session_id",
@@ -216,6 +261,9 @@ class Message(Base):
             sqlite_where=text("client_msg_id IS NOT NULL"),
             postgresql_where=text("client_msg_id IS NOT NULL"),
         ),
+        # Reads "after this time" and "ordered by time" (caller timestamps need not
+        # follow the sequence numbers).
+        Index("ix_messages_session_id_timestamp", "session_id", "timestamp", "sequence_number"),
         {"sqlite_autoincrement": True},
     )
 
@@ -233,7 +281,15 @@ class Message(Base):
     duration_seconds: Mapped[float | None] = mapped_column(Real)
     # ``metadata`` is reserved on declarative classes; the column keeps its legacy name.
     metadata_json: Mapped[str | None] = mapped_column("metadata", Text)
+    #: The caller's message id: unique within the session.
     client_msg_id: Mapped[str | None] = mapped_column(Text)
+    #: The item kind: ``message``, ``function_call``, ``reasoning``, ``event``, …
+    kind: Mapped[str] = mapped_column(Text, nullable=False, server_default="message")
+    #: The framework's item as compact JSON text (TEXT: JSONB refuses NUL, reorders keys).
+    payload: Mapped[str | None] = mapped_column(Text)
+    #: The caller's text as a JSON string literal, only when it held NUL (``content``
+    #: then holds U+FFFD in its place).
+    exact_content: Mapped[str | None] = mapped_column(Text)
 
 
 class SessionMetadata(Base):
@@ -249,6 +305,39 @@ class SessionMetadata(Base):
     )
     key: Mapped[str] = mapped_column(Text, nullable=False)
     value: Mapped[str | None] = mapped_column(Text)
+
+
+class SessionState(Base):
+    """A session's state, one row per key, the value as JSON text."""
+
+    __tablename__ = "session_state"
+
+    session_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("sessions.session_id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class UserState(Base):
+    """State shared by every session of one user of one app."""
+
+    __tablename__ = "user_state"
+
+    app: Mapped[str] = mapped_column(Text, primary_key=True)
+    user_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class AppState(Base):
+    """State shared by every session of one app."""
+
+    __tablename__ = "app_state"
+
+    app: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
 
 
 class QuarantinedMessage(Base):
@@ -309,6 +398,7 @@ class Snapshot(Base):
     __tablename__ = "session_snapshots"
     __table_args__ = (
         Index("ix_session_snapshots_session_id_snapshot_id", "session_id", "snapshot_id"),
+        Index("ix_session_snapshots_app_user_id", "app", "user_id"),
         {"sqlite_autoincrement": True},
     )
 
@@ -322,6 +412,9 @@ class Snapshot(Base):
     raw_bytes: Mapped[int] = mapped_column(BigInt, nullable=False)
     stored_bytes: Mapped[int] = mapped_column(BigInt, nullable=False)
     payload: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    #: The session's owner when it was taken: a user's erasure finds it after a purge.
+    app: Mapped[str | None] = mapped_column(Text)
+    user_id: Mapped[str | None] = mapped_column(Text)
 
 
 class LifecycleEvent(Base):
@@ -331,6 +424,7 @@ class LifecycleEvent(Base):
     __table_args__ = (
         CheckConstraint(f"action IN {ACTIONS!r}", name="action"),
         Index("ix_lifecycle_events_session_id_event_id", "session_id", "event_id"),
+        Index("ix_lifecycle_events_app_user_id", "app", "user_id"),
         {"sqlite_autoincrement": True},
     )
 
@@ -341,6 +435,8 @@ class LifecycleEvent(Base):
     snapshot_id: Mapped[int | None] = mapped_column(BigInt)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     details: Mapped[str | None] = mapped_column(Text)
+    app: Mapped[str | None] = mapped_column(Text)
+    user_id: Mapped[str | None] = mapped_column(Text)
 
 
 class Lease(Base):

@@ -34,7 +34,8 @@ Reason = Literal["idle", "hard"]
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
     session_id: str
-    model_id: str
+    #: ``None`` for a session created without a model id (frameworks know none).
+    model_id: str | None
     model_name: str | None
     title: str | None
     status: str
@@ -51,6 +52,14 @@ class SessionRecord:
     hard_timeout: timedelta | None = None
     #: When the session was archived (``None`` while active).
     archived_at: datetime | None = None
+    #: The owner: both ``None`` for an unowned session.
+    app: str | None = None
+    user_id: str | None = None
+    #: The session this one was forked from, and the last sequence number it copied.
+    parent_session_id: str | None = None
+    fork_sequence: int | None = None
+    #: True: no timeout archives it (``None`` timeouts mean the store's defaults).
+    never_expires: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +74,12 @@ class MessageRecord:
     duration: float | None
     #: The metadata as stored: JSON text (legacy rows may hold text that is not JSON).
     metadata_json: str | None
+    #: The caller's message id, unique within the session.
     client_msg_id: str | None
+    #: The item kind: ``message`` for plain messages (and every legacy row).
+    kind: str = "message"
+    #: The framework's item as stored: compact JSON text, ``None`` for plain messages.
+    payload_json: str | None = None
 
     @property
     def metadata(self) -> Any:
@@ -74,7 +88,17 @@ class MessageRecord:
             return None
         try:
             return json.loads(self.metadata_json)
-        except ValueError:
+        except (ValueError, RecursionError):
+            return None
+
+    @property
+    def payload(self) -> Any:
+        """The item decoded from JSON (a fresh copy each time); ``None`` when absent."""
+        if self.payload_json is None:
+            return None
+        try:
+            return json.loads(self.payload_json)
+        except (ValueError, RecursionError):
             return None
 
 
@@ -88,6 +112,11 @@ class NewMessage:
     duration: float | None = None
     metadata: Mapping[str, Any] | None = None
     client_msg_id: str | None = None
+    kind: str = "message"
+    #: Any JSON value (dict, list, str, number, bool, None): the framework's item.
+    payload: Any = None
+    #: The caller's time (timezone-aware, kept to the microsecond); None: the store's clock.
+    timestamp: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

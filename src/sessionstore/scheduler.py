@@ -94,6 +94,10 @@ class Scheduler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if self._lifecycle.closed:
+                # The store closed under it (a scoped view's scheduler is not the
+                # store's to stop): every further turn would only fail.
+                return
             try:
                 self.run_once()
                 self.last_error = None

@@ -38,7 +38,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 
 from .errors import InvalidInput
-from .messages import message_from_db
+from .messages import MESSAGE_WIDTH, message_from_db
+from .owners import Owner, check_owner, narrow, owner_params
 from .prepared import to_db_time
 from .records import MessageRecord, Page, SessionRecord
 from .search_run import (
@@ -130,8 +131,19 @@ def _choice(name: str, value: object, allowed: Sequence[str]) -> Any:
 class SearchRepository:
     """``store.search``: sessions and messages by the words in them."""
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, *, owner: Owner | None = None) -> None:
         self._runner = runner
+        self._owner = owner
+
+    def _scope(self, app: object, user_id: object) -> tuple[str | None, str | None] | None:
+        """The owner filter: the caller's, within the view's scope (``None``: no match)."""
+        if self._owner is None:
+            return check_owner(app, user_id)
+        return narrow(
+            self._owner,
+            None if app is None else check_id("app", app),
+            None if user_id is None else check_id("user_id", user_id),
+        )
 
     def _query(self, query: object, mode: Mode) -> str | None:
         """The engine's query for ``query``, within the bounds of :mod:`.search_text`."""
@@ -153,8 +165,13 @@ class SearchRepository:
         since: datetime | None = None,
         order: Order = "relevance",
         mode: Mode = "plain",
+        app: str | None = None,
+        user_id: str | None = None,
     ) -> Page[SearchHit]:
-        """Each matching session once, by its best message, best first (or newest first)."""
+        """Each matching session once, by its best message, best first (or newest first).
+
+        ``app`` / ``user_id`` search one owner's sessions only (a scoped view: its own).
+        """
         limit = check_limit(limit)
         order = _choice("order", order, tuple(ORDERS))
         mode = _choice("mode", mode, ("plain", "advanced"))
@@ -163,22 +180,26 @@ class SearchRepository:
         status = check_status(status)
         if since is not None:
             since = aware_utc("since", since)
+        scope = self._scope(app, user_id)
         kind = f"search-{order}"
         fts_query = self._query(query, mode)
         # A cursor pages only the query that made it: same terms, filters and order.
-        bound = (mode, fts_query, model_id, status, since)
+        bound: tuple[Any, ...] = (mode, fts_query, model_id, status, since)
+        if scope is None or scope[0] is not None:
+            bound = (*bound, *(scope or ("", "")))
         after = None
         if cursor is not None:
             key_type = float if order == "relevance" else datetime
             after = decode_cursor(cursor, kind, bound, key_type, str)
-        if fts_query is None:
+        if fts_query is None or scope is None:
             return Page((), None)
         dialect = self._runner.dialect
-        shape = {
+        shape: dict[str, Any] = {
             "model": model_id is not None,
             "status": status is not None,
             "since": since is not None,
             "after": after is not None,
+            "owner": (scope[0] is not None, scope[1] is not None),
         }
         sql = sessions_sql(dialect, order, **shape)
         # By relevance, the page is first sought among the best messages only.
@@ -190,6 +211,7 @@ class SearchRepository:
             "model_id": model_id,
             "status": status,
             "since": None if since is None else to_db_time(since, dialect),
+            **owner_params(*scope),
         }
         if after is not None:
             params["after_a"] = after[0]
@@ -241,22 +263,36 @@ class SearchRepository:
         limit: int = 20,
         cursor: str | None = None,
         mode: Mode = "plain",
+        app: str | None = None,
+        user_id: str | None = None,
     ) -> Page[MessageHit]:
-        """Every matching message, best first, optionally within one session."""
+        """Every matching message, best first, optionally within one session or owner.
+
+        A ``session_id`` outside a scoped view's owner has no hits, as a missing one.
+        """
         limit = check_limit(limit)
         mode = _choice("mode", mode, ("plain", "advanced"))
         if session_id is not None:
             session_id = check_id("session_id", session_id)
+        scope = self._scope(app, user_id)
         fts_query = self._query(query, mode)
-        bound = (mode, fts_query, session_id)
+        bound: tuple[Any, ...] = (mode, fts_query, session_id)
+        if scope is None or scope[0] is not None:
+            bound = (*bound, *(scope or ("", "")))
         after = None
         if cursor is not None:
             after = decode_cursor(cursor, "search-messages", bound, float, int)
-        if fts_query is None:
+        if fts_query is None or scope is None:
             return Page((), None)
         dialect = self._runner.dialect
-        sql = messages_sql(dialect, session=session_id is not None, after=after is not None)
+        sql = messages_sql(
+            dialect,
+            session=session_id is not None,
+            after=after is not None,
+            owner=(scope[0] is not None, scope[1] is not None),
+        )
         params: dict[str, Any] = {"query": fts_query, "limit": limit + 1, "session_id": session_id}
+        params.update(owner_params(*scope))
         if after is not None:
             params["after_a"], params["after_b"] = after
 
@@ -266,7 +302,11 @@ class SearchRepository:
             ids = [row[0] for row in page]
             snippets = page_snippets(fetch, SNIPPETS[dialect], fts_query, ids, dialect)
             hits = tuple(
-                MessageHit(message_from_db(row[:10]), snippets.get(row[0], ""), float(row[10]))
+                MessageHit(
+                    message_from_db(row[:MESSAGE_WIDTH]),
+                    snippets.get(row[0], ""),
+                    float(row[MESSAGE_WIDTH]),
+                )
                 for row in page
             )
             next_cursor = None

@@ -24,6 +24,7 @@ from .sessions import SESSION_COLUMNS
 __all__ = [
     "MARK_END",
     "MARK_START",
+    "NO_OWNER",
     "ORDERS",
     "SNIPPETS",
     "SNIPPET_BEFORE",
@@ -33,6 +34,7 @@ __all__ = [
     "WIDTH",
     "Mode",
     "Order",
+    "OwnerShape",
     "messages_sql",
     "sessions_sql",
 ]
@@ -61,7 +63,8 @@ SESSION_SELECT = ", ".join(f"s.{column.name}" for column in SESSION_COLUMNS)
 WIDTH = len(SESSION_COLUMNS)
 MESSAGE_SELECT = (
     "m.message_id, m.session_id, m.sequence_number, m.role, m.content, m.timestamp,"
-    " m.tokens_used, m.duration_seconds, m.metadata, m.client_msg_id"
+    " m.tokens_used, m.duration_seconds, m.metadata, m.client_msg_id, m.kind, m.payload,"
+    " m.exact_content"
 )
 
 # Title matches, (session_id, rank): a session whose title matches is found even
@@ -83,6 +86,44 @@ _TITLE_RANKED = {
 }
 _PG_QUERY = "WITH q AS (SELECT to_tsquery('sessionstore_search', :query) AS tsq) "
 
+#: Which owner columns a search is filtered on: (app, user_id).
+OwnerShape = tuple[bool, bool]
+NO_OWNER: OwnerShape = (False, False)
+
+
+def _owner_where(alias: str, owner: OwnerShape) -> str:
+    """`` AND s.app = :owner_app [AND s.user_id = :owner_user]`` for an owner filter."""
+    text = f" AND {alias}.app = :owner_app" if owner[0] else ""
+    return text + (f" AND {alias}.user_id = :owner_user" if owner[1] else "")
+
+
+def _owned_sessions(owner: OwnerShape) -> str:
+    """The owner's session ids (on ``ix_sessions_app_user_id_last_activity``)."""
+    return f"SELECT o.session_id FROM sessions o WHERE 1 = 1{_owner_where('o', owner)}"
+
+
+def _message_hits(dialect: str, owner: OwnerShape) -> str:
+    """The matching messages and their ranks; with an owner, that owner's only, so the
+    ranking (and the ``top`` window) never spends itself on other owners' messages."""
+    if owner == NO_OWNER:
+        return _MESSAGE_HITS[dialect]
+    if dialect == "sqlite":
+        return (
+            _MESSAGE_HITS[dialect]
+            + " AND rowid IN (SELECT m.message_id FROM messages m WHERE m.session_id IN"
+            f" ({_owned_sessions(owner)}))"
+        )
+    return _MESSAGE_HITS[dialect] + f" AND m.session_id IN ({_owned_sessions(owner)})"
+
+
+def _title_ranked(dialect: str, owner: OwnerShape) -> str:
+    if owner == NO_OWNER:
+        return _TITLE_RANKED[dialect]
+    if dialect == "sqlite":
+        return _TITLE_RANKED[dialect] + f" WHERE 1 = 1{_owner_where('s', owner)}"
+    return _TITLE_RANKED[dialect] + _owner_where("s", owner)
+
+
 ORDERS = {
     "relevance": ("b.rank, s.session_id", "(b.rank, s.session_id) > (:after_a, :after_b)"),
     "recent": (
@@ -101,6 +142,7 @@ def sessions_sql(
     since: bool,
     after: bool,
     top: bool = False,
+    owner: OwnerShape = NO_OWNER,
 ) -> str:
     """One page of sessions; with ``top``, only the ``:k`` best messages count.
 
@@ -118,6 +160,10 @@ def sessions_sql(
         where.append("s.last_activity >= :since")
     if after:
         where.append(keyset)
+    if owner[0]:
+        where.append("s.app = :owner_app")
+    if owner[1]:
+        where.append("s.user_id = :owner_user")
     prefix = _PG_QUERY + ", " if dialect == "postgresql" else "WITH "
     messages_limit = " ORDER BY rank, message_id LIMIT :k" if top else ""
     extra = ""
@@ -130,8 +176,8 @@ def sessions_sql(
         # inside the window of best messages or beyond it).
         titled = f"titles t WHERE NOT EXISTS ({_MESSAGE_MATCH[dialect]})"
     return (
-        f"{prefix}ranked AS MATERIALIZED ({_MESSAGE_HITS[dialect]}{messages_limit}),"
-        f" titles AS MATERIALIZED ({_TITLE_RANKED[dialect]}),"
+        f"{prefix}ranked AS MATERIALIZED ({_message_hits(dialect, owner)}{messages_limit}),"
+        f" titles AS MATERIALIZED ({_title_ranked(dialect, owner)}),"
         f" titled AS (SELECT t.session_id, t.rank FROM {titled}),"
         " hits AS (SELECT m.session_id AS session_id, r.message_id AS message_id, r.rank AS rank"
         " FROM ranked r JOIN messages m ON m.message_id = r.message_id"
@@ -161,7 +207,7 @@ _MESSAGE_HITS = {
 }
 
 
-def messages_sql(dialect: str, *, session: bool, after: bool) -> str:
+def messages_sql(dialect: str, *, session: bool, after: bool, owner: OwnerShape = NO_OWNER) -> str:
     where = ["1 = 1"]
     if session:
         where.append("m.session_id = :session_id")
@@ -170,7 +216,7 @@ def messages_sql(dialect: str, *, session: bool, after: bool) -> str:
     prefix = _PG_QUERY if dialect == "postgresql" else ""
     return (
         f"{prefix}SELECT {MESSAGE_SELECT}, r.rank"
-        f" FROM ({_MESSAGE_HITS[dialect]}) r JOIN messages m ON m.message_id = r.message_id"
+        f" FROM ({_message_hits(dialect, owner)}) r JOIN messages m ON m.message_id = r.message_id"
         f" WHERE {' AND '.join(where)} ORDER BY r.rank, m.message_id LIMIT :limit"
     )
 

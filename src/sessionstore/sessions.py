@@ -24,16 +24,43 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
-from .errors import InvalidInput, SessionArchived, SessionExists, SessionNotFound, shown
-from .ids import lock_id, newest_snapshot, record_event, require_free
-from .models import STATUSES, Session, SessionMetadata
-from .prepared import Prepared, from_db_time, to_db_time
+from . import forks
+from .errors import InvalidInput, SessionExists, SessionNotFound, shown
+from .ids import lock_id, require_free
+from .models import Session, SessionMetadata
+from .owners import (
+    Owner,
+    check_owner,
+    narrow,
+    owner_clauses,
+    owner_params,
+    require_owned,
+    scope_params,
+)
+from .prepared import Prepared, to_db_time
 from .records import Page, SessionRecord
+from .session_sql import (
+    _EXISTS,
+    _GET,
+    MAX_TIMEOUT,
+    SESSION_COLUMNS,
+    D,
+    S,
+    _get_owned,
+    _list_statement,
+    _span,
+    check_never_expires,
+    check_status,
+    check_timeout,
+    delete_session,
+    dialect_insert,
+    require_session,
+    require_writable,
+    session_from_db,
+)
 from .transactions import Raw, Runner
 from .validation import (
     check_id,
@@ -44,43 +71,28 @@ from .validation import (
     encode_cursor,
 )
 
-__all__ = ["SessionRepository"]
+# The session row's helpers live in session_sql; re-exported for the modules that use them.
+__all__ = [
+    "MAX_TIMEOUT",
+    "SESSION_COLUMNS",
+    "SessionRepository",
+    "check_never_expires",
+    "check_status",
+    "check_timeout",
+    "delete_session",
+    "dialect_insert",
+    "require_session",
+    "require_writable",
+    "session_from_db",
+]
 
-S = Session.__table__.c
-D = SessionMetadata.__table__.c
-
-# Column order is SessionRecord's field order: rows become records by position.
-SESSION_COLUMNS = (
-    S.session_id,
-    S.model_id,
-    S.model_name,
-    S.title,
-    S.status,
-    S.created_at,
-    S.updated_at,
-    S.last_activity,
-    S.message_count,
-    S.total_tokens,
-    S.total_duration_seconds,
-    S.last_seq,
-    S.idle_timeout_seconds,
-    S.hard_timeout_seconds,
-    S.archived_at,
-)
 _CURSOR = "sessions"
 
-_GET = Prepared(select(*SESSION_COLUMNS).where(S.session_id == bindparam("session_id")))
-_EXISTS = select(S.status).where(S.session_id == bindparam("session_id"))
 _RENAME = (
     update(Session)
     .where(S.session_id == bindparam("sid"))
     .values(title=bindparam("title"), updated_at=bindparam("now"))
     .returning(*SESSION_COLUMNS)
-)
-_DELETE = (
-    delete(Session)
-    .where(S.session_id == bindparam("session_id"))
-    .returning(S.session_id, S.message_count, S.last_seq)
 )
 _METADATA = select(D.key, D.value).where(D.session_id == bindparam("session_id")).order_by(D.key)
 _METADATA_ONE = select(D.value).where(
@@ -91,103 +103,51 @@ _DELETE_METADATA = delete(SessionMetadata).where(
 )
 
 
-def dialect_insert(dialect: str, table: Any) -> sqlite.Insert | postgresql.Insert:
-    """``INSERT`` with ``ON CONFLICT`` support for the dialect in use."""
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+_CREATE: dict[str, Prepared] = {}
 
 
-def require_session(conn: Connection, session_id: str) -> str:
-    """The session's status; :class:`SessionNotFound` when it does not exist."""
-    status = conn.execute(_EXISTS, {"session_id": session_id}).scalar()
-    if status is None:
-        raise SessionNotFound(session_id)
-    return str(status)
-
-
-def require_writable(conn: Connection, session_id: str) -> None:
-    """Lock the session's row for this transaction; :class:`SessionArchived` if archived.
-
-    An archived session is read-only, its title, metadata and timeouts
-    included: its snapshot is what a purge keeps and a restore brings back, so
-    a change made after it would be silently undone.
-    """
-    status = conn.execute(_EXISTS.with_for_update(), {"session_id": session_id}).scalar()
-    if status is None:
-        raise SessionNotFound(session_id)
-    if status == "archived":
-        raise SessionArchived(session_id)
-
-
-def check_status(status: object) -> str | None:
-    if status is None:
-        return None
-    if not isinstance(status, str) or status not in STATUSES:
-        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {shown(status)}")
-    return status
-
-
-def _span(seconds: float | None) -> timedelta | None:
-    return None if seconds is None else timedelta(seconds=seconds)
-
-
-def session_from_db(row: Any) -> SessionRecord:
-    """A record from a row of SESSION_COLUMNS, read through the driver or SQLAlchemy.
-
-    Timestamps may come as stored (text, naive UTC) or already converted; the
-    REAL total may come back as an int when it happens to be whole.
-    """
-    return SessionRecord(
-        row[0], row[1], row[2], row[3], row[4], from_db_time(row[5]), from_db_time(row[6]),
-        from_db_time(row[7]), row[8], row[9], float(row[10]), row[11], _span(row[12]),
-        _span(row[13]), None if row[14] is None else from_db_time(row[14]),
-    )  # fmt: skip
-
-
-MAX_TIMEOUT = timedelta(days=36_600)  # a century: any deadline stays a valid datetime
-
-
-def check_timeout(name: str, value: object) -> float | None:
-    """A timeout override in seconds: a positive timedelta, or None for the default."""
-    if value is None:
-        return None
-    if not isinstance(value, timedelta) or not timedelta(0) < value <= MAX_TIMEOUT:
-        raise InvalidInput(
-            f"{name} must be a positive timedelta of at most a century, or None; not {shown(value)}"
+def _create_statement(dialect: str) -> Prepared:
+    """The INSERT of a new session, prepared once per dialect (``ON CONFLICT`` differs)."""
+    prepared = _CREATE.get(dialect)
+    if prepared is None:
+        now = bindparam("now", type_=S.created_at.type)
+        stmt = (
+            dialect_insert(dialect, Session)
+            .values(
+                session_id=bindparam("session_id"),
+                model_id=bindparam("model_id", type_=S.model_id.type),
+                model_name=bindparam("model_name", type_=S.model_name.type),
+                title=bindparam("title", type_=S.title.type),
+                status="active",
+                created_at=now,
+                updated_at=now,
+                last_activity=now,
+                idle_timeout_seconds=bindparam("idle", type_=S.idle_timeout_seconds.type),
+                hard_timeout_seconds=bindparam("hard", type_=S.hard_timeout_seconds.type),
+                app=bindparam("app", type_=S.app.type),
+                user_id=bindparam("user_id", type_=S.user_id.type),
+                never_expires=bindparam("never", type_=S.never_expires.type),
+            )
+            .on_conflict_do_nothing(index_elements=[S.session_id])
+            .returning(S.session_id)
         )
-    return value.total_seconds()
-
-
-def delete_session(conn: Connection, session_id: str, now: datetime) -> bool:
-    """Delete one session under its id's lock; whether it existed.
-
-    Every deletion of a session goes through here (``sessions.delete``, the
-    legacy manager's cleanup), so that one with snapshots leaves its last
-    sequence number in the history, as a purge does: no older snapshot is
-    then restored over the id as if those numbers had never been given.
-    """
-    lock_id(conn, session_id)
-    row = conn.execute(_DELETE, {"session_id": session_id}).first()
-    if row is None:
-        return False
-    snapshot_id = newest_snapshot(conn, session_id)
-    if snapshot_id is not None:
-        details = {"messages": row.message_count, "last_seq": row.last_seq}
-        record_event(conn, session_id, "purge", "delete", snapshot_id, now, details)
-    return True
+        prepared = _CREATE[dialect] = Prepared(stmt)
+    return prepared
 
 
 class SessionRepository:
-    """``store.sessions``: the collection of sessions."""
+    """``store.sessions``: the collection of sessions (of one owner, in a scoped view)."""
 
-    def __init__(self, runner: Runner, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, runner: Runner, clock: Callable[[], datetime], *, owner: Owner | None = None
+    ) -> None:
         self._runner = runner
         self._clock = clock
+        self._owner = owner
 
     def create(
         self,
-        model_id: str,
+        model_id: str | None = None,
         *,
         model_name: str | None = None,
         title: str | None = None,
@@ -195,17 +155,27 @@ class SessionRepository:
         metadata: Mapping[str, str | None] | None = None,
         idle_timeout: timedelta | None = None,
         hard_timeout: timedelta | None = None,
+        app: str | None = None,
+        user_id: str | None = None,
+        never_expires: bool = False,
     ) -> SessionRecord:
         """A new, empty, active session; :class:`SessionExists` if the id is taken.
+
+        ``app`` and ``user_id`` name its owner (a ``user_id`` needs an ``app``). In a
+        scoped view (``store.for_user``) the view's owner is stamped; an ``app`` or
+        ``user_id`` other than the view's is :class:`InvalidInput`. Session ids are
+        one namespace for every owner: an id another owner holds is taken too.
 
         An id whose purged session still has snapshots is retired
         (:class:`SessionIdRetired`): a new session under it would hand out the
         old one's sequence numbers again.
 
         ``idle_timeout`` and ``hard_timeout`` override the store's defaults for
-        this session (see :mod:`sessionstore.lifecycle`).
+        this session (see :mod:`sessionstore.lifecycle`); ``never_expires=True``
+        exempts it from every timeout, its own and the store's.
         """
-        model_id = check_id("model_id", model_id)
+        # None: a session without a model id (agent frameworks know none).
+        model_id = None if model_id is None else check_id("model_id", model_id)
         model_name = check_optional_text("model_name", model_name)
         title = check_optional_text("title", title)
         chosen = session_id is not None
@@ -213,6 +183,8 @@ class SessionRepository:
         pairs = check_metadata_pairs(metadata)
         idle = check_timeout("idle_timeout", idle_timeout)
         hard = check_timeout("hard_timeout", hard_timeout)
+        never = check_never_expires(never_expires)
+        app, user_id = self._stamp(app, user_id)
         now = self._clock()
         record = SessionRecord(
             session_id=session_id,
@@ -229,14 +201,34 @@ class SessionRepository:
             last_seq=0,
             idle_timeout=_span(idle),
             hard_timeout=_span(hard),
+            app=app,
+            user_id=user_id,
+            never_expires=never,
         )
+
+        if not chosen and not pairs:
+            # The common case (a fresh uuid, no metadata): one prepared INSERT on
+            # the driver connection, without building and compiling a statement.
+            values = {
+                "session_id": session_id, "model_id": model_id, "model_name": model_name,
+                "title": title, "idle": idle, "hard": hard, "app": app, "user_id": user_id,
+                "never": never,
+            }  # fmt: skip
+
+            def fast(raw: Raw) -> SessionRecord:
+                params = {**values, "now": to_db_time(now, raw.dialect.name)}
+                if raw.first(_create_statement(raw.dialect.name), params) is None:
+                    raise SessionExists(session_id)
+                return record
+
+            return self._runner.fast_write(fast)
 
         def work(conn: Connection) -> SessionRecord:
             if chosen:
                 # A chosen id may be retired (a purged session's snapshots still
                 # hold it); a fresh uuid never is.
                 lock_id(conn, session_id)
-                require_free(conn, session_id)
+                require_free(conn, session_id, self._owner)
             stmt = (
                 dialect_insert(conn.dialect.name, Session)
                 .values(
@@ -250,6 +242,9 @@ class SessionRepository:
                     last_activity=now,
                     idle_timeout_seconds=idle,
                     hard_timeout_seconds=hard,
+                    app=app,
+                    user_id=user_id,
+                    never_expires=never,
                 )
                 .on_conflict_do_nothing(index_elements=[S.session_id])
                 .returning(S.session_id)
@@ -268,19 +263,85 @@ class SessionRepository:
     def get(self, session_id: str) -> SessionRecord:
         session_id = check_id("session_id", session_id)
 
+        owner = self._owner
+        if owner is not None:
+            prepared = _get_owned(owner)
+            params = {"session_id": session_id, **scope_params(owner)}
+        else:
+            prepared, params = _GET, {"session_id": session_id}
+
         def work(raw: Raw) -> SessionRecord:
-            row = raw.first(_GET, {"session_id": session_id})
+            row = raw.first(prepared, params)
             if row is None:
                 raise SessionNotFound(session_id)
             return session_from_db(row)
 
         return self._runner.fast_read(work)
 
+    def fork(
+        self,
+        session_id: str,
+        through_sequence: int,
+        *,
+        new_session_id: str | None = None,
+        title: str | None = None,
+    ) -> SessionRecord:
+        """A new active session holding messages 1..``through_sequence`` (see :mod:`.forks`).
+
+        It takes the parent's metadata, state, owner, model, title (unless given)
+        and timeouts, and records ``parent_session_id`` and ``fork_sequence``.
+        """
+        return forks.fork(
+            self._runner,
+            self._clock,
+            session_id,
+            through_sequence,
+            new_session_id=new_session_id,
+            title=title,
+            owner=self._owner,
+        )
+
     def exists(self, session_id: str) -> bool:
         session_id = check_id("session_id", session_id)
-        return self._runner.read(
-            lambda conn: conn.execute(_EXISTS, {"session_id": session_id}).first() is not None
+
+        def work(conn: Connection) -> bool:
+            try:
+                require_owned(conn, session_id, self._owner)
+            except SessionNotFound:
+                return False
+            return conn.execute(_EXISTS, {"session_id": session_id}).first() is not None
+
+        return self._runner.read(work)
+
+    def _owner_args(self, app: object, user_id: object) -> tuple[str | None, str | None]:
+        """The caller's ``app``/``user_id``, checked like ids. In the admin view a
+        ``user_id`` needs an ``app``; in a scoped view the app is the view's."""
+        if self._owner is None:
+            return check_owner(app, user_id)
+        return (
+            None if app is None else check_id("app", app),
+            None if user_id is None else check_id("user_id", user_id),
         )
+
+    def _stamp(self, app: object, user_id: object) -> tuple[str | None, str | None]:
+        """The owner a new session gets: the caller's, within the view's scope."""
+        checked_app, checked_user = self._owner_args(app, user_id)
+        owner = self._owner
+        if owner is None:
+            return checked_app, checked_user
+        if checked_app is not None and checked_app != owner.app:
+            raise InvalidInput(f"this view belongs to app {owner.app!r}, not {shown(checked_app)}")
+        if owner.user_id is None:
+            return owner.app, checked_user
+        if checked_user is not None and checked_user != owner.user_id:
+            raise InvalidInput(
+                f"this view belongs to user {owner.user_id!r}, not {shown(checked_user)}"
+            )
+        return owner.app, owner.user_id
+
+    def _filter(self, app: object, user_id: object) -> tuple[str | None, str | None] | None:
+        """The owner filter of a listing (``None``: outside the scope, nothing matches)."""
+        return narrow(self._owner, *self._owner_args(app, user_id))
 
     def list(
         self,
@@ -289,16 +350,38 @@ class SessionRepository:
         cursor: str | None = None,
         model_id: str | None = None,
         status: str | None = None,
+        app: str | None = None,
+        user_id: str | None = None,
     ) -> Page[SessionRecord]:
-        """Sessions, newest activity first, one keyset page at a time."""
+        """Sessions, newest activity first, one keyset page at a time.
+
+        ``app`` / ``user_id`` keep one owner's sessions (a ``user_id`` needs an
+        ``app``), paged on ``ix_sessions_app_user_id_last_activity``: one user's page
+        costs the same however many sessions the store holds. A scoped view lists
+        its owner's sessions only.
+        """
         limit = check_limit(limit)
         if model_id is not None:
             model_id = check_id("model_id", model_id)
         status = check_status(status)
-        bound = (model_id, status)
+        scope = self._filter(app, user_id)
+        if scope is None:
+            if cursor is not None:
+                decode_cursor(cursor, _CURSOR, (model_id, status, app, user_id), datetime, str)
+            return Page((), None)
+        app, user_id = scope
+        bound: tuple[Any, ...] = (model_id, status)
+        if app is not None:
+            bound = (model_id, status, app, user_id)
         after = None if cursor is None else decode_cursor(cursor, _CURSOR, bound, datetime, str)
-        stmt = _list_statement(model_id is not None, status is not None, after is not None)
+        stmt = _list_statement(
+            model_id is not None,
+            status is not None,
+            after is not None,
+            (app is not None, user_id is not None),
+        )
         params: dict[str, Any] = {"limit": limit + 1, "model_id": model_id, "status": status}
+        params.update(owner_params(app, user_id))
         if after is not None:
             params["after_activity"] = to_db_time(after[0], self._runner.dialect)
             params["after_id"] = after[1]
@@ -314,14 +397,27 @@ class SessionRepository:
 
         return self._runner.fast_read(work)
 
-    def count(self, *, model_id: str | None = None, status: str | None = None) -> int:
+    def count(
+        self,
+        *,
+        model_id: str | None = None,
+        status: str | None = None,
+        app: str | None = None,
+        user_id: str | None = None,
+    ) -> int:
+        """How many sessions :meth:`list` would page through with the same filters."""
         stmt = select(func.count()).select_from(Session)
         if model_id is not None:
             stmt = stmt.where(S.model_id == check_id("model_id", model_id))
         status = check_status(status)
         if status is not None:
             stmt = stmt.where(S.status == status)
-        return self._runner.read(lambda conn: int(conn.execute(stmt).scalar() or 0))
+        scope = self._filter(app, user_id)
+        if scope is None:
+            return 0
+        stmt = stmt.where(*owner_clauses(S, *scope))
+        params = owner_params(*scope)
+        return self._runner.read(lambda conn: int(conn.execute(stmt, params).scalar() or 0))
 
     def rename(self, session_id: str, title: str | None) -> SessionRecord:
         session_id = check_id("session_id", session_id)
@@ -329,7 +425,7 @@ class SessionRepository:
         now = self._clock()
 
         def work(conn: Connection) -> SessionRecord:
-            require_writable(conn, session_id)
+            require_writable(conn, session_id, self._owner)
             row = conn.execute(_RENAME, {"sid": session_id, "title": title, "now": now}).first()
             if row is None:
                 raise SessionNotFound(session_id)
@@ -349,7 +445,7 @@ class SessionRepository:
         now = self._clock()
 
         def work(conn: Connection) -> None:
-            if not delete_session(conn, session_id, now):
+            if not delete_session(conn, session_id, now, self._owner):
                 raise SessionNotFound(session_id)
 
         self._runner.write(work)
@@ -360,7 +456,7 @@ class SessionRepository:
         pairs = check_metadata_pairs({check_id("metadata key", key): value})
 
         def work(conn: Connection) -> None:
-            require_writable(conn, session_id)
+            require_writable(conn, session_id, self._owner)
             stmt = dialect_insert(conn.dialect.name, SessionMetadata).values(
                 [{"session_id": session_id, "key": k, "value": v} for k, v in pairs.items()]
             )
@@ -377,7 +473,7 @@ class SessionRepository:
         key = check_id("metadata key", key)
 
         def work(conn: Connection) -> bool:
-            require_writable(conn, session_id)
+            require_writable(conn, session_id, self._owner)
             result = conn.execute(_DELETE_METADATA, {"session_id": session_id, "key": key})
             return bool(result.rowcount)
 
@@ -388,6 +484,7 @@ class SessionRepository:
         key = check_id("metadata key", key)
 
         def work(conn: Connection) -> str | None:
+            require_owned(conn, session_id, self._owner)
             row = conn.execute(_METADATA_ONE, {"session_id": session_id, "key": key}).first()
             if row is None:
                 require_session(conn, session_id)
@@ -400,35 +497,10 @@ class SessionRepository:
         session_id = check_id("session_id", session_id)
 
         def work(conn: Connection) -> dict[str, str | None]:
+            require_owned(conn, session_id, self._owner)
             rows = conn.execute(_METADATA, {"session_id": session_id}).all()
             if not rows:
                 require_session(conn, session_id)
             return dict(rows)
 
         return self._runner.read(work)
-
-
-_LIST_CACHE: dict[tuple[bool, bool, bool], Prepared] = {}
-
-
-def _list_statement(by_model: bool, by_status: bool, after: bool) -> Prepared:
-    """One prepared statement per filter combination."""
-    key = (by_model, by_status, after)
-    prepared = _LIST_CACHE.get(key)
-    if prepared is None:
-        stmt = select(*SESSION_COLUMNS)
-        if by_model:
-            stmt = stmt.where(S.model_id == bindparam("model_id"))
-        if by_status:
-            stmt = stmt.where(S.status == bindparam("status"))
-        if after:
-            stmt = stmt.where(
-                tuple_(S.last_activity, S.session_id)
-                < tuple_(
-                    bindparam("after_activity", type_=S.last_activity.type),
-                    bindparam("after_id"),
-                )
-            )
-        stmt = stmt.order_by(S.last_activity.desc(), S.session_id.desc()).limit(bindparam("limit"))
-        prepared = _LIST_CACHE[key] = Prepared(stmt)
-    return prepared

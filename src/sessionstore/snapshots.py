@@ -31,9 +31,10 @@ gives back exactly.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, select
 
 from .errors import (
     DatabaseCorruptError,
@@ -45,6 +46,7 @@ from .export import write_session
 from .ids import high_water, lock_id, newest_snapshot, record_event, require_free
 from .imports import ParsedSession, parse_snapshot, recreate
 from .models import Session, Snapshot
+from .owners import Owner
 from .records import SessionRecord, SnapshotInfo
 
 __all__ = ["SNAPSHOT_FORMAT", "list_snapshots", "prune", "restore", "take_snapshot"]
@@ -89,9 +91,13 @@ def take_snapshot(conn: Connection, session_id: str, now: datetime, reason: str)
     sink = _Compressor()
     count = write_session(conn, session_id, "json", sink)
     payload = sink.finish()
+    # The owner goes with the snapshot: a user's erasure finds it after a purge.
+    owner = conn.execute(select(S.app, S.user_id).where(S.session_id == session_id)).one()
     snapshot_id = conn.execute(
         insert(Snapshot)
         .values(
+            app=owner.app,
+            user_id=owner.user_id,
             session_id=session_id,
             created_at=now,
             reason=reason,
@@ -109,7 +115,11 @@ def take_snapshot(conn: Connection, session_id: str, now: datetime, reason: str)
 
 
 def _load(conn: Connection, snapshot_id: int) -> ParsedSession:
-    payload = conn.execute(select(N.payload).where(N.snapshot_id == snapshot_id)).scalar()
+    # FOR SHARE (PostgreSQL): the snapshot cannot be deleted (a prune, a user's
+    # erasure) under a restore that has read it; such a delete waits for the restore.
+    payload = conn.execute(
+        select(N.payload).where(N.snapshot_id == snapshot_id).with_for_update(read=True)
+    ).scalar()
     if payload is None:
         raise SnapshotNotFound(snapshot_id)
     try:
@@ -120,7 +130,11 @@ def _load(conn: Connection, snapshot_id: int) -> ParsedSession:
 
 
 def restore(
-    conn: Connection, snapshot_id: int, session_id: str | None, now: datetime
+    conn: Connection,
+    snapshot_id: int,
+    session_id: str | None,
+    now: datetime,
+    owner: Owner | None = None,
 ) -> SessionRecord:
     """Recreate the snapshot's session (or, with ``session_id``, a copy); see the module doc."""
     parsed = _load(conn, snapshot_id)
@@ -128,7 +142,7 @@ def restore(
     target = own if session_id is None else session_id
     lock_id(conn, target)
     if target != own:
-        require_free(conn, target)
+        require_free(conn, target, owner)
         record = recreate(conn, parsed, session_id=target, keep_ids=False)
         record_event(conn, target, "restore", None, snapshot_id, now, {"copy_of": own})
         return record
@@ -165,15 +179,25 @@ def restore(
     return record
 
 
-def list_snapshots(conn: Connection, session_id: str) -> list[SnapshotInfo]:
-    """The session's snapshots, newest first (also after the session was purged)."""
+def list_snapshots(
+    conn: Connection, session_id: str, where: Sequence[ColumnElement[bool]] = ()
+) -> list[SnapshotInfo]:
+    """The session's snapshots (those ``where`` keeps), newest first; also after a purge."""
     stmt = (
-        select(*SNAPSHOT_COLUMNS).where(N.session_id == session_id).order_by(N.snapshot_id.desc())
+        select(*SNAPSHOT_COLUMNS)
+        .where(N.session_id == session_id, *where)
+        .order_by(N.snapshot_id.desc())
     )
     return [SnapshotInfo(*row) for row in conn.execute(stmt)]
 
 
-def prune(conn: Connection, keep: int, session_id: str | None, now: datetime) -> int:
+def prune(
+    conn: Connection,
+    keep: int,
+    session_id: str | None,
+    now: datetime,
+    where: Sequence[ColumnElement[bool]] = (),
+) -> int:
     """Delete all but the newest ``keep`` snapshots of each session; how many went.
 
     The newest snapshot of an id always stays (``keep`` is at least 1): it is
@@ -188,6 +212,7 @@ def prune(conn: Connection, keep: int, session_id: str | None, now: datetime) ->
     )
     if session_id is not None:
         ranked = ranked.where(N.session_id == session_id)
+    ranked = ranked.where(*where)
     old = ranked.subquery()
     doomed = conn.execute(
         select(old.c.snapshot_id, old.c.session_id).where(old.c.position > keep)

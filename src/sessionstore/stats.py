@@ -2,10 +2,12 @@
 
 Computed from the ``sessions`` rows alone, whose counts and totals the
 triggers keep exact, so the cost grows with the number of sessions and
-never with the number of messages. Sums are exact: where SQLite's 64-bit
-``SUM`` would overflow (totals adopted from a legacy file can be anything),
-the rows are summed in Python instead, and a duration total that no float
-can hold is reported as the largest float, never ``inf``.
+never with the number of messages. Filtered by owner (``app``,
+``user_id``), they count that owner's sessions only, through the owner
+index. Sums are exact: where SQLite's 64-bit ``SUM`` would overflow
+(totals adopted from a legacy file can be anything), the rows are summed
+in Python instead, and a duration total that no float can hold is
+reported as the largest float, never ``inf``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy import Connection, Float, Numeric, cast, func, select, type_coer
 from sqlalchemy.exc import OperationalError
 
 from .models import Session
+from .owners import owner_clauses, owner_params
 from .prepared import from_db_time
 from .transactions import Runner
 
@@ -30,7 +33,8 @@ S = Session.__table__.c
 
 @dataclass(frozen=True, slots=True)
 class ModelStats:
-    model_id: str
+    #: ``None`` for the sessions created without a model id.
+    model_id: str | None
     sessions: int
     messages: int
     tokens: int
@@ -71,14 +75,15 @@ def _number(value: object) -> Any:
         return 0
 
 
-def _sum_in_python(conn: Connection) -> list[tuple[Any, ...]]:
+def _sum_in_python(conn: Connection, scope: Scope) -> list[tuple[Any, ...]]:
     """The per-model rows of ``collect_stats``, with exact integer sums of any size."""
-    groups: dict[str, list[Any]] = {}
+    groups: dict[str | None, list[Any]] = {}
     rows = conn.execute(
         select(
             S.model_id, S.message_count, S.total_tokens, S.total_duration_seconds,
             S.created_at, S.last_activity,
-        )
+        ).where(*owner_clauses(S, *scope)),
+        owner_params(*scope),
     )  # fmt: skip
     for model_id, messages, tokens, duration, created, active in rows:
         group = groups.setdefault(model_id, [model_id, 0, 0, 0, 0.0, created, active])
@@ -88,10 +93,18 @@ def _sum_in_python(conn: Connection) -> list[tuple[Any, ...]]:
         group[4] += float(_number(duration))
         group[5] = min(group[5], created)
         group[6] = max(group[6], active)
-    return sorted((tuple(g) for g in groups.values()), key=lambda g: (-g[1], g[0]))
+    return sorted(
+        (tuple(g) for g in groups.values()), key=lambda g: (-g[1], g[0] is None, g[0] or "")
+    )
 
 
-def collect_stats(runner: Runner) -> StoreStats:
+Scope = tuple[str | None, str | None]
+
+
+def collect_stats(runner: Runner, scope: Scope = (None, None)) -> StoreStats:
+    """Totals of the sessions of ``scope`` (``(app, user_id)``; ``(None, None)``: all)."""
+    where = owner_clauses(S, *scope)
+    params = owner_params(*scope)
     per_model = (
         select(
             S.model_id,
@@ -103,18 +116,19 @@ def collect_stats(runner: Runner) -> StoreStats:
             func.min(S.created_at),
             func.max(S.last_activity),
         )
+        .where(*where)
         .group_by(S.model_id)
-        .order_by(func.count().desc(), S.model_id)
+        .order_by(func.count().desc(), S.model_id.nulls_last())
     )
-    per_status = select(S.status, func.count()).group_by(S.status)
+    per_status = select(S.status, func.count()).where(*where).group_by(S.status)
 
     def work(conn: Connection) -> StoreStats:
         try:
-            rows: Iterable[Any] = conn.execute(per_model).all()
+            rows: Iterable[Any] = conn.execute(per_model, params).all()
         except OperationalError as exc:
             if "integer overflow" not in str(exc.orig):
                 raise
-            rows = _sum_in_python(conn)
+            rows = _sum_in_python(conn, scope)
         models = tuple(
             ModelStats(
                 model_id=row[0],
@@ -127,7 +141,7 @@ def collect_stats(runner: Runner) -> StoreStats:
             )
             for row in rows
         )
-        statuses = {str(status): int(count) for status, count in conn.execute(per_status)}
+        statuses = {str(status): int(count) for status, count in conn.execute(per_status, params)}
         firsts = [m.first_session for m in models if m.first_session is not None]
         lasts = [m.last_activity for m in models if m.last_activity is not None]
         return StoreStats(

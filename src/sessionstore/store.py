@@ -35,7 +35,7 @@ from typing import IO, Any, Self
 
 from sqlalchemy import Engine
 
-from . import migrations
+from . import migrations, rls
 from .backup import BackupReport, RestoreReport, backup_sqlite_file
 from .config import StoreConfig
 from .engine import (
@@ -47,17 +47,21 @@ from .engine import (
     probe,
     sqlite_path,
 )
+from .erase import ErasureReport, erase_user
 from .errors import InvalidInput, InvalidStateError, StoreClosedError
 from .export import Format, export_session, export_to_path
 from .health import Health
 from .imports import import_session
 from .lifecycle import Lifecycle
 from .messages import MessageRepository
+from .owners import Owner, check_owner
 from .pgdump import backup_postgres, restore_postgres
 from .records import SessionRecord
 from .restore import restore_sqlite_file
+from .scoped import ScopedStore
 from .search import SearchRepository
 from .sessions import SessionRepository
+from .state import StateRepository
 from .stats import StoreStats, collect_stats
 from .transactions import StoreRunner, TransactionRunner
 from .validation import check_id
@@ -102,6 +106,7 @@ class Transaction:
     sessions: SessionRepository
     messages: MessageRepository
     search: SearchRepository
+    state: StateRepository
 
 
 class SessionStore:
@@ -131,15 +136,20 @@ class SessionStore:
         )
         self.sessions = SessionRepository(self._runner, self._clock)
         self.messages = MessageRepository(
-            self._runner, self._clock, max_content_bytes=self._config.max_content_bytes
+            self._runner,
+            self._clock,
+            max_content_bytes=self._config.max_content_bytes,
+            max_payload_bytes=self._config.max_payload_bytes,
         )
         self.search = SearchRepository(self._runner)
+        self.state = StateRepository(self._runner, max_value_bytes=self._config.max_content_bytes)
         self.lifecycle = Lifecycle(
             self._runner,
             self._clock,
             idle_timeout=self._config.idle_timeout,
             hard_timeout=self._config.hard_timeout,
             purge_after=self._config.purge_after,
+            app_timeouts=self._config.app_timeouts,
         )
         self.health = Health(engine, self._runner, self._clock)
         #: What opening the store did to the database (``None`` with ``upgrade=False``).
@@ -284,9 +294,13 @@ class SessionStore:
                 yield Transaction(
                     sessions=SessionRepository(runner, self._clock),
                     messages=MessageRepository(
-                        runner, self._clock, max_content_bytes=self._config.max_content_bytes
+                        runner,
+                        self._clock,
+                        max_content_bytes=self._config.max_content_bytes,
+                        max_payload_bytes=self._config.max_payload_bytes,
                     ),
                     search=SearchRepository(runner),
+                    state=StateRepository(runner, max_value_bytes=self._config.max_content_bytes),
                 )
             finally:
                 runner.finished = True
@@ -403,9 +417,52 @@ class SessionStore:
             target = path
         return restore_sqlite_file(backup, target, force=force)
 
-    def stats(self) -> StoreStats:
-        """Totals and a per-model breakdown, from the session rows alone."""
-        return collect_stats(self._runner)
+    def stats(self, *, app: str | None = None, user_id: str | None = None) -> StoreStats:
+        """Totals and a per-model breakdown, from the session rows alone.
+
+        ``app`` / ``user_id`` count one owner's sessions only (a user_id needs an app).
+        """
+        return collect_stats(self._runner, check_owner(app, user_id))
+
+    # --- owners -------------------------------------------------------------------------
+
+    def for_user(self, app: str, user_id: str | None) -> ScopedStore:
+        """The store as one owner sees it: only ``user_id``'s sessions of ``app``.
+
+        ``user_id=None`` is the app's view: every session of ``app``. The view has
+        the store's repositories and per-session methods; another owner's session
+        is :class:`SessionNotFound` there, as if it did not exist. The store itself
+        is the admin view: it sees every session, owned or not. See
+        :mod:`sessionstore.scoped`.
+        """
+        self._check_open()
+        if user_id is not None and not isinstance(user_id, str):
+            raise InvalidInput(f"user_id must be a str or None, not {type(user_id).__name__}")
+        return ScopedStore(self, Owner(check_id("app", app), user_id))
+
+    def erase_user(self, app: str, user_id: str) -> ErasureReport:
+        """Delete everything of one user, in one transaction; counts per table.
+
+        Sessions (with their messages, metadata, state and search index entries),
+        the user's state, and the snapshots and lifecycle events of their sessions.
+        Backups and exported files are out of its reach: see :mod:`sessionstore.erase`.
+        """
+        return erase_user(self._runner, app, user_id)
+
+    def enable_row_level_security(self) -> rls.RlsStatus:
+        """PostgreSQL: policies that let a scoped view's transactions see only its owner's
+        rows, even through hand-written SQL (see :mod:`sessionstore.rls`)."""
+        rls.require_postgres(self.dialect)
+        return self._runner.write(rls.enable)
+
+    def disable_row_level_security(self) -> rls.RlsStatus:
+        """PostgreSQL: drop the policies of :meth:`enable_row_level_security`."""
+        rls.require_postgres(self.dialect)
+        return self._runner.write(rls.disable)
+
+    def row_level_security(self) -> rls.RlsStatus:
+        """Whether the row-level security policies are on, table by table."""
+        return self._runner.read(rls.status)
 
     def _check_open(self) -> None:
         if self._runner.closed:

@@ -4,15 +4,21 @@ A session times out when it has had no activity for its **idle timeout**, or
 when its **hard timeout** has passed since it was created, whichever comes
 first; at the deadline itself it has timed out. Each timeout is the session's
 own override when it has one, else the store's default (``None`` turns a
-default off). Only active sessions time out.
+default off). Only active sessions time out, and never one marked
+``never_expires``: that flag overrides both timeouts, the session's own and
+the store's, and is kept apart from them (``None`` timeouts still mean "the
+store's defaults" once the flag is cleared). The scan for due sessions leaves
+such sessions out in its SQL, so a store where most sessions never expire
+does not read them at every sweep.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import suppress
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, and_, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, false, or_, select
 
 from .errors import InvalidInput, shown
 from .models import Session
@@ -32,7 +38,7 @@ def first_due(
     hard_default: timedelta | None,
 ) -> Expiry | None:
     """The first of the session's deadlines at or before ``horizon``, if any."""
-    if session.status != "active":
+    if session.status != "active" or session.never_expires:
         return None
     deadlines: list[tuple[datetime, Reason]] = []
     idle = session.idle_timeout or idle_default
@@ -56,8 +62,9 @@ def candidates(
     horizon: datetime,
     idle_default: timedelta | None,
     hard_default: timedelta | None,
+    where: Sequence[ColumnElement[bool]] = (),
 ) -> list[Expiry]:
-    """Every active session due by ``horizon``, earliest deadline first."""
+    """Every active session due by ``horizon`` (of those ``where`` keeps), earliest first."""
     # Sessions on the store's defaults are found through the indexes; the few
     # with their own timeouts are all read and judged one by one.
     wide: list[ColumnElement[bool]] = [
@@ -72,7 +79,7 @@ def candidates(
         wide.append(and_(S.hard_timeout_seconds.is_(None), S.created_at <= cut))
     rows = conn.execute(
         select(*SESSION_COLUMNS)
-        .where(S.status == "active", or_(*wide))
+        .where(S.status == "active", S.never_expires == false(), or_(*wide), *where)
         .order_by(S.last_activity, S.session_id)
     )
     found = (first_due(session_from_db(row), horizon, idle_default, hard_default) for row in rows)

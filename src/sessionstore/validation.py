@@ -13,13 +13,14 @@ import binascii
 import hashlib
 import json
 import math
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from . import errors
 from .errors import InvalidCursor, InvalidInput
-from .models import ROLES
 
 __all__ = [
     "MAX_PAGE",
@@ -75,10 +76,44 @@ def check_optional_text(name: str, value: object) -> str | None:
     return None if value is None else check_text(name, value, max_bytes=64 * 1024)
 
 
+#: The longest role, and the longest item kind, in characters.
+MAX_ROLE = 64
+_KIND = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+
+
 def check_role(value: object) -> str:
-    if not isinstance(value, str) or value not in ROLES:
-        raise InvalidInput(f"role must be one of {', '.join(ROLES)}, not {shown(value)}")
-    return value
+    """An open, validated role: 1 to 64 characters, no surrounding spaces, no control characters.
+
+    ``user``, ``assistant``, ``system``, ``tool`` and ``developer`` are what the
+    chat APIs send; a framework's custom role (LangChain's ``ChatMessage``) is
+    stored as given.
+    """
+    if not isinstance(value, str):
+        raise InvalidInput(f"role must be str, not {shown(value)}")
+    if value.__class__ is str and value in _COMMON_ROLES:
+        return value
+    if not 1 <= len(value) <= MAX_ROLE or value.strip() != value or not value:
+        raise InvalidInput(
+            f"role must be 1 to {MAX_ROLE} characters without surrounding spaces: {shown(value)}"
+        )
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        raise InvalidInput(f"role must not hold control characters or surrogates: {shown(value)}")
+    return str(value)
+
+
+_COMMON_ROLES = frozenset(("user", "assistant", "system", "tool", "developer"))
+
+
+def check_kind(value: object) -> str:
+    """An item kind: ``message``, ``function_call``, …: ``^[a-z][a-z0-9_.-]{0,63}$``."""
+    if value.__class__ is str and value == "message":
+        return "message"
+    if not isinstance(value, str) or _KIND.fullmatch(value) is None:
+        raise InvalidInput(
+            "kind must be lowercase letters, digits, '_', '.' or '-', starting with a letter, "
+            f"at most 64 characters (message, function_call, …), not {shown(value)}"
+        )
+    return str(value)
 
 
 def check_message_id(value: object) -> int:
@@ -121,11 +156,34 @@ def check_duration(value: object) -> float | None:
     return float(value)
 
 
+#: The deepest JSON a payload or metadata may nest. Every read decodes it again
+#: (``json.loads`` recurses once a level, on whatever stack the reader has left):
+#: a value accepted near the interpreter's recursion limit would make export,
+#: archive and the sweep fail with ``RecursionError`` later.
+MAX_JSON_DEPTH = 100
+
+
+def check_depth(name: str, value: object, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """:class:`InvalidInput` if lists and dicts in ``value`` nest deeper than ``max_depth``.
+
+    Walked with an explicit stack, so a value nested 100,000 deep costs no recursion.
+    """
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list | tuple | dict):
+            if depth >= max_depth:
+                raise InvalidInput(f"{name} is nested more than {max_depth} deep")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+
+
 def encode_metadata(value: Mapping[str, Any] | None) -> str | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
         raise InvalidInput(f"metadata must be a mapping, not {type(value).__name__}")
+    check_depth("metadata", dict(value))
     try:
         encoded = json.dumps(dict(value), ensure_ascii=False, allow_nan=False)
         encoded.encode("utf-8")

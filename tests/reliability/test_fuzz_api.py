@@ -46,6 +46,7 @@ from sessionstore.messages import MessageRepository
 from sessionstore.scheduler import Scheduler
 from sessionstore.search import SearchRepository
 from sessionstore.sessions import SessionRepository
+from sessionstore.state import StateRepository
 
 from ..fuzzkit import HOSTILE, ChangeProbe, Ctx
 from .conftest import logical_dump
@@ -125,6 +126,15 @@ SPECS: dict[str, Spec] = {
     "store.close": WRITE,  # called last, on its own
     "store.export": READ,
     "store.export_file": Spec(reads=True, args={"path": lambda c: c.tmp / c.fresh_id("export")}),
+    "store.erase_user": Spec(args={"app": lambda c: "fuzz-app", "user_id": lambda c: "fuzz-user"}),
+    "store.for_user": Spec(
+        reads=True, args={"app": lambda c: "fuzz-app", "user_id": lambda c: "fuzz-user"}
+    ),
+    # Row-level security is PostgreSQL's (SQLite refuses it: InvalidStateError); turning it
+    # on or off changes the catalog, not a row.
+    "store.enable_row_level_security": Spec(reads=True, backends=("postgresql",)),
+    "store.disable_row_level_security": Spec(reads=True, backends=("postgresql",)),
+    "store.row_level_security": READ,
     "store.from_config": WRITE,
     "store.from_engine": Spec(var_keywords=STORE_OPTIONS),
     "store.import_session": Spec(args={"source": _fresh_export}),
@@ -139,6 +149,7 @@ SPECS: dict[str, Spec] = {
     "sessions.delete": WRITE,
     "sessions.delete_metadata": WRITE,
     "sessions.exists": READ,
+    "sessions.fork": Spec(args={"through_sequence": lambda c: 1}),
     "sessions.get": READ,
     "sessions.get_metadata": READ,
     "sessions.list": READ,
@@ -147,11 +158,18 @@ SPECS: dict[str, Spec] = {
     "sessions.set_metadata": WRITE,
     "messages.append": WRITE,
     "messages.append_many": WRITE,
+    "messages.clear": WRITE,
     "messages.delete": WRITE,
+    "messages.delete_by_client_id": Spec(args={"client_msg_id": lambda c: "fuzz-cid"}),
     "messages.edit": WRITE,
     "messages.get": READ,
+    "messages.get_by_client_id": Spec(reads=True, args={"client_msg_id": lambda c: "fuzz-cid"}),
     "messages.history": READ,
+    "messages.iterate": READ,
+    "messages.pop": WRITE,
     "messages.recent": READ,
+    "messages.since": Spec(reads=True, args={"after": lambda c: datetime(2020, 1, 1, tzinfo=UTC)}),
+    "messages.window": Spec(reads=True, args={"max_tokens": lambda c: 100}),
     "search.messages": READ,
     "search.sessions": READ,
     "lifecycle.acquire_lease": WRITE,
@@ -169,6 +187,22 @@ SPECS: dict[str, Spec] = {
     "lifecycle.start_scheduler": WRITE,
     "lifecycle.stop_schedulers": WRITE,
     "lifecycle.sweep": WRITE,
+    "state.get": READ,
+    "state.get_app": Spec(reads=True, args={"app": lambda c: "fuzz-app"}),
+    "state.get_many": Spec(reads=True, args={"session_ids": lambda c: [c.sid, "no-such-id"]}),
+    "state.get_user": Spec(
+        reads=True, args={"app": lambda c: "fuzz-app", "user_id": lambda c: "fuzz-user"}
+    ),
+    "state.merged": READ,
+    "state.update": Spec(args={"delta": lambda c: {"step": 1, "seen": [True, None]}}),
+    "state.update_app": Spec(args={"app": lambda c: "fuzz-app", "delta": lambda c: {"k": 1}}),
+    "state.update_user": Spec(
+        args={
+            "app": lambda c: "fuzz-app",
+            "user_id": lambda c: "fuzz-user",
+            "delta": lambda c: {"k": {"nested": "v"}},
+        }
+    ),
     "health.check": READ,
     "health.repair": WRITE,
     "compat.SessionManager": Spec(backends=("sqlite",)),
@@ -192,16 +226,18 @@ SPECS: dict[str, Spec] = {
     "sessionstore.StoreConfig.from_env": Spec(reads=True, var_keywords=STORE_OPTIONS),
     "sessionstore.StoreConfig.with_options": Spec(reads=True, var_keywords=STORE_OPTIONS),
 }
-for _repo in ("sessions", "messages", "search"):
+for _repo in ("sessions", "messages", "search", "state"):
     for _key in [k for k in SPECS if k.startswith(f"{_repo}.")]:
         SPECS[f"tx.{_key}"] = SPECS[_key]
 
 # Exported names that are errors or plain data records: constructed by the store, not
 # entry points. Anything else exported must be fuzzed.
 RECORDS = {
-    "BackupReport", "Check", "Expiry", "HealthReport", "LifecycleRecord", "MessageHit",
+    "BackupReport", "Check", "ErasureReport", "Expiry", "HealthReport", "LifecycleRecord",
+    "MessageHit",
     "MessageRecord", "NewMessage", "Page", "PurgeReport", "RepairReport", "RestoreReport",
-    "SearchHit", "SessionRecord", "SnapshotInfo", "SweepReport", "Transaction", "UpgradeReport",
+    "SearchHit", "SessionRecord", "SnapshotInfo", "StateDelta", "SweepReport", "Transaction",
+    "UpgradeReport",
 }  # fmt: skip
 
 
@@ -249,6 +285,7 @@ def surface() -> list[Target]:
         ("sessions", SessionRepository, lambda c: c.store.sessions),
         ("messages", MessageRepository, lambda c: c.store.messages),
         ("search", SearchRepository, lambda c: c.store.search),
+        ("state", StateRepository, lambda c: c.store.state),
         ("lifecycle", Lifecycle, lambda c: c.store.lifecycle),
         ("health", Health, lambda c: c.store.health),
         ("manager", SessionManager, lambda c: c.manager),
@@ -260,6 +297,7 @@ def surface() -> list[Target]:
     tx_fields = {f.name: f.type for f in dataclasses.fields(sessionstore.Transaction)}
     tx_classes = {"sessions": SessionRepository, "messages": MessageRepository}
     tx_classes["search"] = SearchRepository
+    tx_classes["state"] = StateRepository
     assert set(tx_fields) == set(tx_classes), "Transaction has repositories the fuzz lacks"
     for repo, cls in tx_classes.items():
         for name, member in _public_methods(cls):
@@ -524,7 +562,8 @@ def test_fuzz_every_public_method(fuzz_ctx: tuple[Ctx, ChangeProbe]) -> None:
             if target.key == key:
                 fuzzer.attempt(target, "valid", (), {})
     for target in targets:
-        if target.key.split(".")[0] in ("store", "sessions", "messages", "search", "lifecycle"):
+        repos = ("store", "sessions", "messages", "search", "state", "lifecycle")
+        if target.key.split(".")[0] in repos:
             params = list(target.signature.parameters.values())
             fuzzer.attempt(target, "closed store", (), fuzzer._fresh_required(target, params))
     print(f"\n{len(fuzzer.methods)} methods, {fuzzer.calls} calls on {dialect}")

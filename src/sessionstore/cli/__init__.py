@@ -6,7 +6,13 @@ prints the same data for scripts. Library errors become one clean line on
 stderr and exit status 2; ``doctor`` exits 1 when a check fails.
 """
 
-from . import browse, lifecycle, maintenance  # noqa: F401 - each registers its commands
+from . import (  # noqa: F401 - each registers its commands
+    browse,
+    lifecycle,
+    maintenance,
+    owners,
+    state,
+)
 from .base import main
 
 __all__ = ["main"]

@@ -34,6 +34,8 @@ def sessions() -> None:
 @click.option("--cursor", default=None, help="The next_cursor of the previous page.")
 @click.option("--model", "model_id", default=None, help="Only sessions of this model.")
 @click.option("--status", default=None, type=click.Choice(["active", "archived"]))
+@click.option("--app", default=None, help="Only sessions of this app.")
+@click.option("--user", "user_id", default=None, help="Only sessions of this user (needs --app).")
 def list_sessions(
     url: str,
     as_json: bool,
@@ -41,10 +43,19 @@ def list_sessions(
     cursor: str | None,
     model_id: str | None,
     status: str | None,
+    app: str | None,
+    user_id: str | None,
 ) -> None:
     """Sessions, newest activity first."""
     with opened(url) as store:
-        page = store.sessions.list(limit=limit, cursor=cursor, model_id=model_id, status=status)
+        page = store.sessions.list(
+            limit=limit,
+            cursor=cursor,
+            model_id=model_id,
+            status=status,
+            app=app,
+            user_id=user_id,
+        )
     if as_json:
         emit_json({"items": [asdict(s) for s in page.items], "next_cursor": page.next_cursor})
         return

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -173,16 +173,120 @@ def restore_snapshot(url: str, as_json: bool, snapshot_id: int, new_id: str | No
     required=True,
     help="Purge sessions archived longer ago than this, e.g. 30d.",
 )
-def purge(url: str, as_json: bool, older_than: timedelta) -> None:
+@click.option("--app", default=None, help="Only sessions of this app.")
+@click.option("--user", "user_id", default=None, help="Only sessions of this user (needs --app).")
+def purge(
+    url: str, as_json: bool, older_than: timedelta, app: str | None, user_id: str | None
+) -> None:
     """Delete long-archived sessions; their snapshots stay, so they can be restored."""
     with opened(url) as store:
-        report = store.lifecycle.purge(older_than, progress=_bar("purging"))
+        report = store.lifecycle.purge(
+            older_than, progress=_bar("purging"), app=app, user_id=user_id
+        )
     if as_json:
         emit_json(asdict(report))
         return
     rows = [(p.session_id, p.messages, p.snapshot_id) for p in report.purged]
     click.echo(table(("session", "messages", "snapshot"), rows))
     click.echo(f"\n{_purged_line(report)}")
+
+
+_FAR = datetime(9998, 1, 1, tzinfo=UTC)
+
+
+def _timeout_setting(text: str | None, option: str) -> Any:
+    """``--idle``/``--hard``: ``default`` (the store's), a duration, or not given."""
+    if text is None:
+        return _NOT_GIVEN
+    if text.strip().lower() == "default":
+        return None
+    try:
+        return parse_span(text)
+    except click.BadParameter as exc:
+        raise click.BadParameter(f"{exc.message}, or 'default'", param_hint=option) from None
+
+
+_NOT_GIVEN: Any = object()
+
+
+@main.command()
+@db_option
+@json_option
+@click.argument("session_id")
+@click.option(
+    "--idle", metavar="SPAN|default", help="Idle timeout, e.g. 30m; 'default': the store's."
+)
+@click.option(
+    "--hard", metavar="SPAN|default", help="Hard timeout, e.g. 7d; 'default': the store's."
+)
+@click.option(
+    "--never-expires/--expires",
+    "never_expires",
+    default=None,
+    help="Exempt the session from every timeout, or let its timeouts apply again.",
+)
+def timeouts(
+    url: str,
+    as_json: bool,
+    session_id: str,
+    idle: str | None,
+    hard: str | None,
+    never_expires: bool | None,
+) -> None:
+    """Show a session's timeouts; set them with --idle, --hard, --never-expires/--expires."""
+    changes: dict[str, Any] = {}
+    for name, text, option in (("idle_timeout", idle, "--idle"), ("hard_timeout", hard, "--hard")):
+        value = _timeout_setting(text, option)
+        if value is not _NOT_GIVEN:
+            changes[name] = value
+    if never_expires is not None:
+        changes["never_expires"] = never_expires
+    with opened(url) as store:
+        if changes:
+            session = store.lifecycle.set_timeouts(session_id, **changes)
+        else:
+            session = store.sessions.get(session_id)
+        defaults = store.lifecycle.app_timeouts.get(
+            session.app or "", (store.lifecycle.idle_timeout, store.lifecycle.hard_timeout)
+        )
+        next_due = store.lifecycle.due(session, _FAR)
+    if as_json:
+        emit_json(
+            {
+                "session_id": session.session_id,
+                "status": session.status,
+                "idle_timeout": _seconds(session.idle_timeout),
+                "hard_timeout": _seconds(session.hard_timeout),
+                "default_idle_timeout": _seconds(defaults[0]),
+                "default_hard_timeout": _seconds(defaults[1]),
+                "never_expires": session.never_expires,
+                "deadline": None if next_due is None else next_due.deadline,
+                "reason": None if next_due is None else next_due.reason,
+            }
+        )
+        return
+    rows = [
+        ("idle timeout", _shown_timeout(session.idle_timeout, defaults[0])),
+        ("hard timeout", _shown_timeout(session.hard_timeout, defaults[1])),
+        ("never expires", "yes" if session.never_expires else "no"),
+        (
+            "times out",
+            "never"
+            if next_due is None
+            else f"{next_due.deadline:%Y-%m-%d %H:%M:%S} ({next_due.reason})",
+        ),
+    ]
+    click.echo(table(("setting", "value"), rows))
+
+
+def _seconds(span: timedelta | None) -> float | None:
+    return None if span is None else span.total_seconds()
+
+
+def _shown_timeout(own: timedelta | None, default: timedelta | None) -> str:
+    if own is not None:
+        return f"{own} (this session's)"
+    return f"{'off' if default is None else default} (the store's default)"
 
 
 def _purged_line(report: PurgeReport) -> str:

@@ -1,0 +1,129 @@
+"""How a message carries a framework's item: its kind, its JSON payload, its exact text.
+
+A message is a row of ``messages`` with
+
+* ``content``: the human-readable text, what search, export, titles and the
+  legacy views see;
+* ``kind``: ``message`` for a chat message, or the framework's item type
+  (``function_call``, ``reasoning``, ``event``, …), checked by
+  :func:`sessionstore.validation.check_kind`;
+* ``payload``: the framework's item itself, as compact JSON text, so it comes
+  back ``==`` to what was stored (key order kept, integers of any size, floats
+  exactly); TEXT on both backends, since JSONB refuses ``\\u0000`` and reorders
+  keys;
+* ``exact_content``: NUL in text. PostgreSQL text cannot hold NUL, so the
+  store keeps ``content`` with every NUL replaced by U+FFFD and, only when
+  the caller's text held NUL, the exact text as a JSON string literal (JSON
+  escapes NUL as ``\\u0000``). Reads give back the exact text. The same on
+  both backends, so a database moves between them unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from .errors import DatabaseCorruptError, InvalidInput, shown
+from .validation import check_depth, check_text
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "encode_content",
+    "encode_payload",
+    "exact_text",
+    "same_payload",
+]
+
+#: The largest payload accepted by default, in bytes of JSON (``StoreConfig.max_payload_bytes``).
+DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+
+NUL = "\x00"
+#: What a NUL becomes in ``content``: the Unicode replacement character.
+NUL_SHOWN = "\ufffd"
+
+
+def encode_content(value: object, max_bytes: int | None) -> tuple[str, str | None]:
+    """``(content, exact_content)`` for the caller's text; see the module docstring."""
+    if isinstance(value, str) and NUL not in value:
+        return check_text("content", value, max_bytes=max_bytes), None
+    if not isinstance(value, str):
+        raise InvalidInput(f"content must be str, not {type(value).__name__}")
+    shown_text = check_text("content", value.replace(NUL, NUL_SHOWN), max_bytes=max_bytes)
+    return shown_text, json.dumps(str(value), ensure_ascii=False)
+
+
+def exact_text(stored: str) -> str:
+    """The caller's text from its stored ``exact_content``."""
+    try:
+        value = json.loads(stored)
+    except ValueError:
+        value = None
+    if not isinstance(value, str):
+        raise DatabaseCorruptError(f"a stored exact_content is not a JSON string: {shown(stored)}")
+    return value
+
+
+def encode_payload(value: Any, max_bytes: int) -> str | None:
+    """The item as compact JSON text; :class:`InvalidInput` unless it round-trips exactly.
+
+    Only what JSON holds is accepted, so the item comes back ``==`` (and of the
+    same shape) after a read: dicts with text keys, lists, text, finite numbers,
+    booleans and ``None``. A tuple, a set, bytes, a dict with integer keys,
+    NaN or an object is refused (``json.dumps`` would silently change it), and
+    so is nesting deeper than :data:`~sessionstore.validation.MAX_JSON_DEPTH` levels.
+    """
+    if value is None:
+        return None
+    check_depth("payload", value)
+    try:
+        encoded = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        size = len(encoded.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # before ValueError, its base class
+        raise InvalidInput(f"payload holds a lone surrogate at position {exc.start}") from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(
+            f"payload must be JSON (dict, list, str, number, bool, None): {exc}"
+        ) from None
+    except RecursionError:
+        raise InvalidInput("payload is nested too deeply to store") from None
+    if size > max_bytes:
+        raise InvalidInput(f"payload is {size} bytes of JSON, more than the limit of {max_bytes}")
+    try:
+        back = json.loads(encoded)
+        same = back == value
+    except RecursionError:
+        raise InvalidInput("payload is nested too deeply to store") from None
+    if not same:
+        raise InvalidInput(
+            "payload must be plain JSON: it holds a value JSON would change on the way "
+            "(a tuple, a dict key that is not text, …)"
+        )
+    return encoded
+
+
+def same_payload(stored: str | None, encoded: str | None) -> bool:
+    """Whether two payloads (as :func:`encode_payload` made them) hold the same item.
+
+    Key order aside, as ``==`` on dicts, but value for value of the same JSON
+    type: Python's ``1 == 1.0 == True`` (and ``0.0 == -0.0``) would let a
+    changed item pass for a retry of the stored one, and be dropped.
+    """
+    if stored is None or encoded is None or stored == encoded:
+        return stored == encoded
+    try:
+        return _same(json.loads(stored), json.loads(encoded))
+    except (ValueError, RecursionError):
+        return False
+
+
+def _same(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[key], b[key]) for key in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+    return bool(a == b)

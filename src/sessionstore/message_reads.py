@@ -1,0 +1,177 @@
+"""Reading messages: by id, by the caller's id, in order, the newest, by time, as a stream.
+
+Reads are keyset reads over ``(session_id, sequence_number)``, the unique
+index every message has, or over ``(session_id, timestamp,
+sequence_number)`` for reads by time: no read scans a session, and a
+stream of any length (:meth:`MessageReads.iterate`) costs one indexed range
+read per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from . import message_sql as sql
+from .errors import InvalidInput, MessageNotFound
+from .message_sql import message_from_db, require_exists
+from .owners import Owner, guarded, guarded_message
+from .prepared import to_db_time
+from .records import MessageRecord, Page
+from .transactions import Raw, Runner
+from .validation import (
+    aware_utc,
+    check_id,
+    check_limit,
+    check_message_id,
+    decode_cursor,
+    encode_cursor,
+    shown,
+)
+
+__all__ = ["MAX_BATCH", "MessageReads"]
+
+_CURSOR = "history"
+#: The largest batch :meth:`MessageReads.iterate` reads at once.
+MAX_BATCH = 10_000
+#: More than any session holds: "no limit" for the statements that take one.
+_ALL = 2**62
+
+
+def _count(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{name} must be an integer from {low} to {high}, not {shown(value)}")
+    return value
+
+
+class MessageReads:
+    """The reading half of ``store.messages`` (see :class:`MessageRepository`)."""
+
+    _runner: Runner
+    _owner: Owner | None
+
+    def _first_sequence(self) -> int:
+        # Before every sequence number (legacy rows may hold 0 or below): the
+        # smallest the column holds, a 4-byte integer on PostgreSQL.
+        return -(2**31) if self._runner.dialect == "postgresql" else -(2**63)
+
+    def get(self, message_id: int) -> MessageRecord:
+        message_id = check_message_id(message_id)
+
+        def work(raw: Raw) -> MessageRecord:
+            row = raw.first(sql.GET, {"mid": message_id})
+            if row is None:
+                raise MessageNotFound(message_id)
+            return message_from_db(row)
+
+        return self._runner.fast_read(guarded_message(self._owner, message_id, work))
+
+    def get_by_client_id(self, session_id: str, client_msg_id: str) -> MessageRecord:
+        """The message the caller's id names; :class:`MessageNotFound` if none."""
+        session_id = check_id("session_id", session_id)
+        client_msg_id = check_id("client_msg_id", client_msg_id)
+
+        def work(raw: Raw) -> MessageRecord:
+            row = raw.first(sql.BY_CLIENT_ID, {"sid": session_id, "cid": client_msg_id})
+            if row is None:
+                require_exists(raw, session_id)
+                raise MessageNotFound(client_msg_id, session_id)
+            return message_from_db(row)
+
+        return self._runner.fast_read(guarded(self._owner, session_id, work))
+
+    def history(
+        self, session_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[MessageRecord]:
+        """The session's messages, oldest first, one keyset page at a time."""
+        session_id = check_id("session_id", session_id)
+        limit = check_limit(limit)
+        after = self._first_sequence()
+        if cursor is not None:
+            (after,) = decode_cursor(cursor, _CURSOR, (session_id,), int)
+
+        def work(raw: Raw) -> Page[MessageRecord]:
+            rows = raw.all(sql.HISTORY, {"sid": session_id, "after": after, "limit": limit + 1})
+            if not rows:
+                require_exists(raw, session_id)
+            items = tuple(message_from_db(row) for row in rows[:limit])
+            next_cursor = None
+            if len(rows) > limit:
+                next_cursor = encode_cursor(_CURSOR, (session_id,), items[-1].sequence_number)
+            return Page(items, next_cursor)
+
+        return self._runner.fast_read(guarded(self._owner, session_id, work))
+
+    def iterate(
+        self, session_id: str, *, batch: int = 500, after: int | None = None
+    ) -> Iterator[MessageRecord]:
+        """Every message of the session after sequence number ``after`` (default: all), in order.
+
+        Read in keyset batches of ``batch`` rows, each in its own short read
+        transaction, so a history of any length streams in constant memory and
+        never holds a transaction open between batches. The arguments (and the
+        session's existence) are checked at the call, before the first item.
+        """
+        session_id = check_id("session_id", session_id)
+        batch = _count("batch", batch, 1, MAX_BATCH)
+        start = (
+            self._first_sequence() if after is None else _count("after", after, -(2**63), 2**63 - 1)
+        )
+        first = self._batch(session_id, start, batch, check=True)
+        return self._stream(session_id, first, batch)
+
+    def _batch(self, session_id: str, after: int, size: int, *, check: bool) -> list[Any]:
+        def work(raw: Raw) -> list[Any]:
+            rows = raw.all(sql.HISTORY, {"sid": session_id, "after": after, "limit": size})
+            if not rows and check:
+                require_exists(raw, session_id)
+            return rows
+
+        return self._runner.fast_read(guarded(self._owner, session_id, work))
+
+    def _stream(self, session_id: str, rows: list[Any], size: int) -> Iterator[MessageRecord]:
+        while rows:
+            records = [message_from_db(row) for row in rows]
+            yield from records
+            if len(rows) < size:
+                return
+            rows = self._batch(session_id, records[-1].sequence_number, size, check=False)
+
+    def recent(self, session_id: str, n: int = 50) -> list[MessageRecord]:
+        """The last ``n`` messages (any number; 0 gives none), oldest first."""
+        session_id = check_id("session_id", session_id)
+        n = _count("n", n, 0, _ALL)
+
+        def work(raw: Raw) -> list[MessageRecord]:
+            rows = raw.all(sql.RECENT, {"sid": session_id, "limit": n}) if n else []
+            if not rows:
+                require_exists(raw, session_id)
+            return [message_from_db(row) for row in reversed(rows)]
+
+        return self._runner.fast_read(guarded(self._owner, session_id, work))
+
+    def since(
+        self, session_id: str, after: datetime, *, limit: int | None = None
+    ) -> list[MessageRecord]:
+        """Messages whose timestamp is after ``after``, by time (ties by sequence number).
+
+        Read on ``ix_messages_session_id_timestamp``: the cost is the rows
+        returned, not the session's length. ``limit`` keeps the first ``limit``.
+        """
+        session_id = check_id("session_id", session_id)
+        after = aware_utc("after", after)
+        count = _ALL if limit is None else _count("limit", limit, 0, _ALL)
+
+        def work(raw: Raw) -> list[MessageRecord]:
+            params = {
+                "sid": session_id,
+                "after": to_db_time(after, raw.dialect.name),
+                "limit": count,
+            }
+            rows = raw.all(sql.SINCE, params) if count else []
+            if not rows:
+                require_exists(raw, session_id)
+            return [message_from_db(row) for row in rows]
+
+        return self._runner.fast_read(guarded(self._owner, session_id, work))
