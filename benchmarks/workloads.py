@@ -74,7 +74,7 @@ QUICK = {
     "per_process": 100,
 }
 #: The peers' p50 samples in the full mode (the workloads themselves are the same).
-PEER_SAMPLES = {"appends": 500, "reads": 200}
+PEER_SAMPLES = {"appends": 500, "reads": 20}
 #: A 200-byte message, as the user workloads append.
 MESSAGE = ("The quick brown fox jumps over the lazy dog near the riverbank. " * 4)[:200]
 PAGE = 50

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sessionstore import MessageRecord, SessionExists, SessionStore
+from sessionstore import DuplicateMessageId, MessageRecord, SessionExists, SessionStore
 
 
 def run_threads(count: int, target: Callable[[int], Any]) -> tuple[list[Any], list[BaseException]]:
@@ -108,7 +108,7 @@ def test_same_client_msg_id_from_many_threads_stores_one_message(store: SessionS
         client_id = f"retry-{round_number}"
 
         def append(thread: int, cid: str = client_id) -> MessageRecord:
-            return store.messages.append(sid, "user", f"attempt {thread}", client_msg_id=cid)
+            return store.messages.append(sid, "user", "the same request", client_msg_id=cid)
 
         results, errors = run_threads(6, append)
         assert errors == []
@@ -121,8 +121,8 @@ def test_same_client_msg_id_from_many_threads_stores_one_message(store: SessionS
         return store.messages.append_many(
             sid,
             [
-                {"role": "user", "content": f"b{thread}", "client_msg_id": "batch-a"},
-                {"role": "user", "content": f"c{thread}", "client_msg_id": "batch-b"},
+                {"role": "user", "content": "b", "client_msg_id": "batch-a"},
+                {"role": "user", "content": "c", "client_msg_id": "batch-b"},
             ],
         )
 
@@ -131,6 +131,24 @@ def test_same_client_msg_id_from_many_threads_stores_one_message(store: SessionS
     assert all(r == results[0] for r in results)
     assert [m.sequence_number for m in results[0]] == [4, 5]
     assert_complete(store, sid, 5)
+
+
+def test_different_messages_under_one_client_msg_id_store_exactly_one(
+    store: SessionStore,
+) -> None:
+    # A repeated id with other content is a conflict, never a silently dropped message.
+    sid = store.sessions.create("m").session_id
+
+    def append(thread: int) -> MessageRecord:
+        return store.messages.append(sid, "user", f"attempt {thread}", client_msg_id="one")
+
+    results, errors = run_threads(6, append)
+    stored = [r for r in results if r is not None]
+    assert len(stored) == 1
+    assert len(errors) == 5
+    assert all(isinstance(error, DuplicateMessageId) for error in errors)
+    assert store.messages.get_by_client_id(sid, "one") == stored[0]
+    assert_complete(store, sid, 1)
 
 
 def test_two_stores_with_separate_pools_append_together(backend_url: str) -> None:

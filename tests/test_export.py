@@ -143,3 +143,15 @@ def test_markdown_export_of_legacy_values(sqlite_store: SessionStore) -> None:
     markdown = sqlite_store.export(sid, "markdown") or ""
     assert "*3 tokens, 1.50s*" in markdown
     assert "*-4 tokens, slows*" in markdown
+
+
+def test_markdown_export_of_a_session_without_a_model(store: SessionStore) -> None:
+    """No model id and no model name: no Model line, rather than "Model: None"."""
+    sid = store.sessions.create(title="no model").session_id
+    store.messages.append(sid, "user", "hello")
+    markdown = store.export(sid, "markdown") or ""
+    assert "Model" not in markdown
+    assert "None" not in markdown
+    assert f"- **Session:** `{sid}`\n- **Created:** " in markdown
+    named = store.sessions.create(model_name="GPT-4o").session_id
+    assert "- **Model:** GPT-4o\n" in (store.export(named, "markdown") or "")

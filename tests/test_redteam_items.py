@@ -16,8 +16,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import shutil
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -31,13 +34,15 @@ import sqlalchemy as sa
 from sessionstore import SessionStore, StoreConfig, files, migrations
 from sessionstore.downgrades import downgrade
 from sessionstore.engine import build_engine
-from sessionstore.errors import DuplicateMessageId, InvalidInput
+from sessionstore.errors import DuplicateMessageId, InvalidInput, MessageNotFound
+from sessionstore.validation import encode_cursor
 
 from .legacy import build_legacy_db, copy_legacy
 from .reliability.helpers_a import dump, raw
 
 CRASHED = 137
 BEFORE_0006 = "0005_unusable_ids"
+LEGACY_ROLES = ("user", "assistant", "system", "tool")
 #: The first statement of revision 0006's upgrade.
 FIRST_0006 = "ADD COLUMN kind"
 
@@ -188,12 +193,41 @@ def _populated_at_head(path: Path) -> None:
         store.lifecycle.archive("s2")
 
 
+def _populated_at_0005(path: Path) -> None:
+    """A file made by the release before 0006 (schema built by the chain up to 0005)."""
+    engine = build_engine(StoreConfig(url=f"sqlite:///{path}"))
+    try:
+        migrations.upgrade(engine, BEFORE_0006)
+        with engine.begin() as conn:
+            for s in range(3):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO sessions (session_id, model_id, title) VALUES (:s, 'm', 't')"
+                    ),
+                    {"s": f"s{s}"},
+                )
+                for i in range(7):
+                    conn.execute(
+                        sa.text(
+                            "INSERT INTO messages (session_id, sequence_number, role, content)"
+                            " VALUES (:s, :n, :r, :c)"
+                        ),
+                        {"s": f"s{s}", "n": i + 1, "r": LEGACY_ROLES[i % 4], "c": f"{s}.{i}"},
+                    )
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.slow
-def test_upgrade_through_0006_killed_before_every_statement(tmp_path: Path) -> None:
+@pytest.mark.parametrize("made", ["by-0005", "downgraded"])
+def test_upgrade_through_0006_killed_before_every_statement(tmp_path: Path, made: str) -> None:
     pristine = tmp_path / "pristine" / "at0005.db"
     pristine.parent.mkdir()
-    _populated_at_head(pristine)
-    _down(f"sqlite:///{pristine}")
+    if made == "by-0005":
+        _populated_at_0005(pristine)
+    else:
+        _populated_at_head(pristine)
+        _down(f"sqlite:///{pristine}")
     assert revision(pristine) == BEFORE_0006
     points = kill_at_every_statement(
         tmp_path, pristine, _open, FIRST_0006, expected_after=migrations.head_revision()
@@ -377,6 +411,12 @@ def test_a_future_timestamp_does_not_keep_a_session_from_going_idle(backend_url:
                 store.messages.append(sid, "user", "x", timestamp=future, client_msg_id="c")
             made.append(sid)
         made.append(store.sessions.fork("append", 1).session_id)
+        doc = json.loads(store.export("append"))
+        for name in ("created_at", "updated_at", "last_activity"):
+            doc["session"][name] = future.isoformat()
+        made.append(store.import_session(json.dumps(doc), session_id="imported").session_id)
+        for name in ("created_at", "updated_at", "last_activity"):
+            assert getattr(store.sessions.get("imported"), name) < future
         for sid in made:
             session = store.sessions.get(sid)
             soon = datetime.now(UTC) + timedelta(minutes=1)
@@ -431,3 +471,143 @@ def test_history_operations_killed_before_every_statement(tmp_path: Path, name: 
         tmp_path, pristine, _operation(name), None, expected_after=head
     )
     assert points >= 2
+
+
+# --- the token window against a brute-force reading of its rules ---------------------------
+
+
+def _cost(message: Any) -> int:
+    if message.tokens is not None and message.tokens >= 0:
+        return int(message.tokens)
+    stored = message.content.replace("\x00", "\ufffd")  # what the row's content holds
+    return (len(stored.encode("utf-8")) + 3) // 4
+
+
+def _brute_window(messages: list[Any], budget: int, keep_system: bool) -> list[int]:
+    pinned = None
+    if keep_system:
+        pinned = next((m for m in messages if m.role in ("system", "developer")), None)
+    remaining, chosen = budget, []
+    if pinned is not None:
+        if _cost(pinned) > budget:
+            return []
+        remaining -= _cost(pinned)
+        chosen.append(pinned.sequence_number)
+    for message in reversed(messages):
+        if message is pinned:
+            continue
+        if _cost(message) > remaining:
+            break
+        remaining -= _cost(message)
+        chosen.append(message.sequence_number)
+    return sorted(chosen)
+
+
+def test_window_matches_its_rules_at_every_budget_edge(backend_url: str) -> None:
+    rng = random.Random(7)
+    with SessionStore.open(backend_url) as store:
+        sid = store.sessions.create("m").session_id
+        store.messages.append_many(
+            sid,
+            [
+                {
+                    "role": rng.choice(["user", "assistant", "system", "developer", "tool"]),
+                    "content": "é" * rng.randint(0, 30) + rng.choice(["", "\x00", "🎉"]),
+                    "tokens": rng.choice([None, 0, 1, 7, 2**40]),
+                }
+                for _ in range(300)
+            ],
+        )
+        store.messages.pop(sid)
+        messages = list(store.messages.iterate(sid))
+        budgets = {1, 2, 3, 10, 2**40 - 1, 2**40}
+        # Every running total of the newest messages, and one either side of it.
+        total = 0
+        for message in reversed(messages[-80:]):
+            total += _cost(message)
+            budgets |= {total - 1, total, total + 1}
+        for budget in sorted(b for b in budgets if 1 <= b <= 2**40):
+            for keep in (True, False):
+                got = [
+                    m.sequence_number for m in store.messages.window(sid, budget, keep_system=keep)
+                ]
+                assert got == _brute_window(messages, budget, keep), (budget, keep)
+
+
+# --- reads by time ----------------------------------------------------------------------------
+
+
+def test_since_by_caller_time_with_naive_far_and_tied_bounds(backend_url: str) -> None:
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    offsets = [5, 1, 3, 3, 0, 9, 1]  # out of order, with ties
+    with SessionStore.open(backend_url) as store:
+        sid = store.sessions.create("m").session_id
+        for i, offset in enumerate(offsets):
+            store.messages.append(
+                sid, "user", f"m{i}", timestamp=base + timedelta(microseconds=offset)
+            )
+        for after in range(-1, 11):
+            bound = base + timedelta(microseconds=after)
+            expected = sorted((offset, i + 1) for i, offset in enumerate(offsets) if offset > after)
+            got = [
+                ((m.timestamp - base) // timedelta(microseconds=1), m.sequence_number)
+                for m in store.messages.since(sid, bound)
+            ]
+            assert got == expected, after
+        assert store.messages.since(sid, datetime(9998, 12, 31, tzinfo=UTC)) == []
+        assert len(store.messages.since(sid, datetime(2, 1, 1, tzinfo=UTC))) == len(offsets)
+        for bad in (datetime(2026, 1, 1), datetime.max.replace(tzinfo=UTC), "2026-01-01"):
+            with pytest.raises(InvalidInput):
+                store.messages.since(sid, bad)  # type: ignore[arg-type]
+
+
+# --- a stream read while others append ---------------------------------------------------------
+
+
+def test_iterate_while_appending_sees_a_gapless_prefix(backend_url: str) -> None:
+    with SessionStore.open(backend_url) as store:
+        sid = store.sessions.create("m").session_id
+        store.messages.append_many(sid, [{"role": "user", "content": f"m{i}"} for i in range(50)])
+        stop = threading.Event()
+
+        def writer() -> None:
+            i = 0
+            while not stop.is_set() and i < 400:
+                store.messages.append(sid, "assistant", f"w{i}")
+                i += 1
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            seen = [m.sequence_number for m in store.messages.iterate(sid, batch=7)]
+        finally:
+            stop.set()
+            thread.join()
+        assert seen == list(range(1, len(seen) + 1)) and len(seen) >= 50
+        store.messages.clear(sid)
+        assert (
+            store.messages.append(sid, "user", "after").sequence_number
+            == (store.sessions.get(sid).last_seq)
+            > len(seen)
+        )
+
+
+# --- numbers at the edges of the columns -------------------------------------------------------
+
+
+def test_reads_with_numbers_past_the_columns_range(backend_url: str) -> None:
+    with SessionStore.open(backend_url) as store:
+        sid = store.sessions.create("m").session_id
+        store.messages.append_many(sid, [{"role": "user", "content": f"m{i}"} for i in range(3)])
+        assert list(store.messages.iterate(sid, after=2**40)) == []
+        assert [m.sequence_number for m in store.messages.iterate(sid, after=-(2**40))] == [1, 2, 3]
+        assert len(store.messages.recent(sid, 2**40)) == 3
+        assert len(store.messages.since(sid, datetime(2, 1, 1, tzinfo=UTC), limit=2**40)) == 3
+        assert len(store.messages.window(sid, 2**40)) == 3
+        with pytest.raises(InvalidInput):
+            store.sessions.fork(sid, 2**31)
+        forged = encode_cursor("history", (sid,), 2**40)  # cursors are not signed
+        assert store.messages.history(sid, cursor=forged).items == ()
+        for call in (store.messages.get, store.messages.delete):
+            with pytest.raises(MessageNotFound):
+                call(2**62)

@@ -23,6 +23,10 @@ An append to a session with a model id and no owner now rewrites two
 session indexes instead of five; one without either, one. Nothing is
 stored differently; downgrading puts the old indexes back.
 
+One index is added, on messages: the system and developer prompts of each
+session (partial, so user and assistant appends never touch it), which a
+token window reads to pin the first prompt in one step.
+
 Revision ID: 0007_speed
 Revises: 0006_items_owners_state
 Create Date: 2026-11-29
@@ -40,6 +44,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 ARCHIVED = sa.text("status = 'archived'")
+SYSTEM = sa.text("role IN ('system', 'developer')")
 
 
 def _partial(name: str, columns: list[str], where: sa.TextClause) -> None:
@@ -72,9 +77,20 @@ def upgrade() -> None:
         ARCHIVED,
     )
     _partial("ix_sessions_archived_archived_at", ["archived_at", "session_id"], ARCHIVED)
+    # A token window pins the session's first system prompt: found here in one
+    # step, where the sequence index would walk a session that has none to its end.
+    # User and assistant appends never touch it.
+    op.create_index(
+        "ix_messages_session_id_system",
+        "messages",
+        ["session_id", "sequence_number"],
+        sqlite_where=SYSTEM,
+        postgresql_where=SYSTEM,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_messages_session_id_system", table_name="messages")
     for name in (
         "ix_sessions_archived_archived_at",
         "ix_sessions_archived_model_id_last_activity",

@@ -265,7 +265,9 @@ def _write_markdown(
 ) -> int:
     out.write(f"# {session.title or 'Untitled session'}\n\n")
     out.write(f"- **Session:** `{session.session_id}`\n")
-    out.write(f"- **Model:** {session.model_name or session.model_id}\n")
+    model = session.model_name or session.model_id
+    if model:  # a session without a model (agent frameworks know none) gets no line
+        out.write(f"- **Model:** {model}\n")
     out.write(f"- **Created:** {session.created_at:%Y-%m-%d %H:%M:%S} UTC\n")
     out.write(f"- **Messages:** {session.message_count}\n")
     out.write(f"- **Tokens:** {session.total_tokens}\n")

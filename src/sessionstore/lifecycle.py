@@ -10,8 +10,9 @@ every operation, so timeouts are tested with a clock, never with sleeps.
 Archiving takes a **snapshot** first (:mod:`sessionstore.snapshots`) and
 marks the session archived, in one transaction that holds the session's
 lock: an append either committed before (and is in the snapshot) or fails
-with :class:`SessionArchived`. Snapshots outlive the purge of their session,
-and ``restore`` brings one back under the rules in that module.
+with :class:`SessionArchived`. Snapshots outlive the purge of their session
+(:mod:`sessionstore.purges`), and ``restore`` brings one back under the rules
+in that module.
 
 Each operation on a session is one transaction that first takes the id's
 lock (:mod:`sessionstore.ids`); ``sweep`` and ``purge`` take one per
@@ -38,14 +39,12 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    delete,
     or_,
     select,
-    text,
     update,
 )
 
-from . import leases, snapshots, sweeps, timeouts
+from . import leases, purges, snapshots, sweeps, timeouts
 from .errors import (
     InvalidInput,
     InvalidStateError,
@@ -53,7 +52,7 @@ from .errors import (
     SessionNotFound,
     SnapshotNotFound,
 )
-from .ids import lock_id, newest_snapshot, record_event
+from .ids import lock_id, record_event
 from .lifecycle_snapshots import SnapshotMethods
 from .models import LifecycleEvent, Session, Snapshot
 from .owners import (
@@ -61,12 +60,10 @@ from .owners import (
     check_owner,
     narrow,
     owner_filter,
-    require_owned,
 )
 from .records import (
     Expiry,
     LifecycleRecord,
-    PurgeItem,
     PurgeReport,
     SessionRecord,
     SnapshotInfo,
@@ -78,6 +75,7 @@ from .sessions import (
     SESSION_COLUMNS,
     check_never_expires,
     check_timeout,
+    lock_session,
     require_writable,
     session_from_db,
 )
@@ -101,7 +99,7 @@ S = Session.__table__.c
 E = LifecycleEvent.__table__.c
 N = Snapshot.__table__.c
 
-Progress = Callable[[int, int], None]
+Progress = purges.Progress
 SNAPSHOT_FORMAT = snapshots.SNAPSHOT_FORMAT
 _UNSET: Any = object()
 
@@ -204,7 +202,7 @@ class Lifecycle(SnapshotMethods):
 
         def work(conn: Connection) -> SessionRecord:
             if not values:
-                return _locked(conn, session_id, self._owner)
+                return lock_session(conn, session_id, self._owner)
             require_writable(conn, session_id, self._owner)
             row = conn.execute(stmt.values(**values)).first()
             if row is None:
@@ -277,7 +275,7 @@ class Lifecycle(SnapshotMethods):
     def _archive_if_due(self, conn: Connection, expiry: Expiry, now: datetime) -> SweepItem | None:
         session_id = expiry.session.session_id
         try:
-            current = _locked(conn, session_id, self._owner)
+            current = lock_session(conn, session_id, self._owner)
         except SessionNotFound:
             return None
         still = self.due(current, now)
@@ -295,7 +293,7 @@ class Lifecycle(SnapshotMethods):
         now = self._now(now)
 
         def work(conn: Connection) -> SnapshotInfo:
-            current = _locked(conn, session_id, self._owner)
+            current = lock_session(conn, session_id, self._owner)
             if current.status != "active":
                 raise InvalidStateError(f"session {session_id!r} is already archived")
             return self._archive(conn, current, now, reason)
@@ -325,7 +323,7 @@ class Lifecycle(SnapshotMethods):
         now = self._now(now)
 
         def work(conn: Connection) -> SessionRecord:
-            current = _locked(conn, session_id, self._owner)
+            current = lock_session(conn, session_id, self._owner)
             if current.status != "archived":
                 raise InvalidStateError(f"session {session_id!r} is not archived")
             row = conn.execute(
@@ -363,73 +361,7 @@ class Lifecycle(SnapshotMethods):
         if scope is None:
             return PurgeReport(now, cutoff, (), 0)
         where = owner_filter(S, *scope)
-        ids = self._runner.read(
-            lambda conn: list(
-                conn.execute(
-                    select(S.session_id)
-                    .where(S.status == "archived", S.archived_at <= cutoff, *where)
-                    .order_by(S.archived_at, S.session_id)
-                ).scalars()
-            )
-        )
-        before = self._free_bytes()
-        purged: list[PurgeItem] = []
-        row_bytes = 0
-        for done, session_id in enumerate(ids, 1):
-            result = self._runner.write(
-                partial(self._purge_one, session_id=session_id, cutoff=cutoff, now=now)
-            )
-            if result is not None:
-                purged.append(result[0])
-                row_bytes += result[1]
-            if progress is not None:
-                progress(done, len(ids))
-        after = self._free_bytes()
-        freed = after - before if after is not None and before is not None else row_bytes
-        return PurgeReport(now, cutoff, tuple(purged), max(0, freed))
-
-    def _purge_one(
-        self, conn: Connection, session_id: str, cutoff: datetime, now: datetime
-    ) -> tuple[PurgeItem, int] | None:
-        try:
-            current = _locked(conn, session_id, self._owner)
-        except SessionNotFound:
-            return None
-        if current.status != "archived" or current.archived_at is None:
-            return None
-        if current.archived_at > cutoff:
-            return None
-        snapshot_id = newest_snapshot(conn, session_id)
-        if snapshot_id is None:  # archived by hand in SQL: keep a way back all the same
-            snapshot_id = snapshots.take_snapshot(conn, session_id, now, "purge").snapshot_id
-        size = 0
-        if conn.dialect.name == "postgresql":
-            size = int(
-                conn.execute(
-                    text(
-                        "SELECT COALESCE(SUM(pg_column_size(m.*)), 0) FROM messages m"
-                        " WHERE m.session_id = :sid"
-                    ),
-                    {"sid": session_id},
-                ).scalar()
-                or 0
-            )
-        conn.execute(delete(Session).where(S.session_id == session_id))
-        # The last number handed out: no older snapshot may be restored over it.
-        details = {"messages": current.message_count, "last_seq": current.last_seq}
-        record_event(conn, session_id, "purge", None, snapshot_id, now, details)
-        return PurgeItem(session_id, int(snapshot_id), current.message_count), size
-
-    def _free_bytes(self) -> int | None:
-        """Bytes on SQLite's free list (what a purge gives back), else None."""
-        if self._runner.dialect != "sqlite":
-            return None
-
-        def work(conn: Connection) -> int:
-            pages = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
-            return pages * int(conn.exec_driver_sql("PRAGMA page_size").scalar() or 0)
-
-        return self._runner.read(work)
+        return purges.purge_archived(self._runner, self._owner, now, cutoff, where, progress)
 
     # --- the scheduler, and its lease ----------------------------------------------
 
@@ -488,18 +420,3 @@ def _check_progress(progress: object) -> None:
     if progress is not None and not callable(progress):
         kind = type(progress).__name__
         raise InvalidInput(f"progress must be a function (done, total) or None, not {kind}")
-
-
-def _locked(conn: Connection, session_id: str, owner: Owner | None = None) -> SessionRecord:
-    """The session, its id's lock and its row held for this transaction.
-
-    With an ``owner``, a session outside that scope is :class:`SessionNotFound`.
-    """
-    lock_id(conn, session_id)
-    require_owned(conn, session_id, owner)
-    row = conn.execute(
-        select(*SESSION_COLUMNS).where(S.session_id == session_id).with_for_update()
-    ).first()
-    if row is None:
-        raise SessionNotFound(session_id)
-    return session_from_db(row)

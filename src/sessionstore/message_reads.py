@@ -90,6 +90,9 @@ class MessageReads:
         after = self._first_sequence()
         if cursor is not None:
             (after,) = decode_cursor(cursor, _CURSOR, (session_id,), int)
+            # A cursor is not signed: one naming a number the column cannot hold
+            # reads nothing further rather than reach PostgreSQL.
+            after = min(after, -self._first_sequence() - 1)
 
         def work(raw: Raw) -> Page[MessageRecord]:
             rows = raw.all(sql.HISTORY, {"sid": session_id, "after": after, "limit": limit + 1})
@@ -115,9 +118,11 @@ class MessageReads:
         """
         session_id = check_id("session_id", session_id)
         batch = _count("batch", batch, 1, MAX_BATCH)
-        start = (
-            self._first_sequence() if after is None else _count("after", after, -(2**63), 2**63 - 1)
-        )
+        lowest = self._first_sequence()
+        start = lowest if after is None else _count("after", after, -(2**63), 2**63 - 1)
+        # Within what the column holds (a 4-byte integer on PostgreSQL, which
+        # refuses a larger parameter): past either end the answer is the same.
+        start = min(max(start, lowest), -lowest - 1)
         first = self._batch(session_id, start, batch, check=True)
         return self._stream(session_id, first, batch)
 

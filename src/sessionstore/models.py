@@ -264,6 +264,14 @@ class Message(Base):
         # Reads "after this time" and "ordered by time" (caller timestamps need not
         # follow the sequence numbers).
         Index("ix_messages_session_id_timestamp", "session_id", "timestamp", "sequence_number"),
+        # The first system prompt of a session, for token windows (see windows.py).
+        Index(
+            "ix_messages_session_id_system",
+            "session_id",
+            "sequence_number",
+            sqlite_where=text("role IN ('system', 'developer')"),
+            postgresql_where=text("role IN ('system', 'developer')"),
+        ),
         {"sqlite_autoincrement": True},
     )
 

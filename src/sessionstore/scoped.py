@@ -226,6 +226,7 @@ class ScopedStore:
             session_id=session_id,
             max_content_bytes=self._store.config.max_content_bytes,
             owner=self.owner,
+            now=self._store._clock(),
         )
 
     def stats(self) -> StoreStats:

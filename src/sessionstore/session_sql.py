@@ -4,11 +4,12 @@ Everything here is shared by the repositories that touch sessions (sessions,
 messages, lifecycle, state, forks, search, export): the column order of
 :class:`~sessionstore.records.SessionRecord` (:data:`SESSION_COLUMNS`),
 :func:`session_from_db`, the existence, ownership and archive checks run
-inside a transaction (:func:`require_session`, :func:`require_writable`),
-the one deletion path (:func:`delete_session`), and the prepared statements of
-the session list, one per combination of filters, the owner's included
-(``ix_sessions_app_user_id_last_activity``). :mod:`sessionstore.sessions`
-re-exports them.
+inside a transaction (:func:`require_session`, :func:`require_writable`,
+:func:`lock_session`),
+the one deletion path (:func:`delete_session`), the prepared INSERT of a new
+session, and the prepared statements of the session list, one per combination
+of filters, the owner's included (``ix_sessions_app_user_id_last_activity``).
+:mod:`sessionstore.sessions` re-exports them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "check_timeout",
     "delete_session",
     "dialect_insert",
+    "lock_session",
     "require_session",
     "require_writable",
     "session_from_db",
@@ -226,3 +228,50 @@ def _list_statement(
         stmt = stmt.order_by(S.last_activity.desc(), S.session_id.desc()).limit(bindparam("limit"))
         prepared = _LIST_CACHE[key] = Prepared(stmt)
     return prepared
+
+
+_CREATE: dict[str, Prepared] = {}
+
+
+def _create_statement(dialect: str) -> Prepared:
+    """The INSERT of a new session, prepared once per dialect (``ON CONFLICT`` differs)."""
+    prepared = _CREATE.get(dialect)
+    if prepared is None:
+        now = bindparam("now", type_=S.created_at.type)
+        stmt = (
+            dialect_insert(dialect, Session)
+            .values(
+                session_id=bindparam("session_id"),
+                model_id=bindparam("model_id", type_=S.model_id.type),
+                model_name=bindparam("model_name", type_=S.model_name.type),
+                title=bindparam("title", type_=S.title.type),
+                status="active",
+                created_at=now,
+                updated_at=now,
+                last_activity=now,
+                idle_timeout_seconds=bindparam("idle", type_=S.idle_timeout_seconds.type),
+                hard_timeout_seconds=bindparam("hard", type_=S.hard_timeout_seconds.type),
+                app=bindparam("app", type_=S.app.type),
+                user_id=bindparam("user_id", type_=S.user_id.type),
+                never_expires=bindparam("never", type_=S.never_expires.type),
+            )
+            .on_conflict_do_nothing(index_elements=[S.session_id])
+            .returning(S.session_id)
+        )
+        prepared = _CREATE[dialect] = Prepared(stmt)
+    return prepared
+
+
+def lock_session(conn: Connection, session_id: str, owner: Owner | None = None) -> SessionRecord:
+    """The session, its id's lock and its row held for this transaction.
+
+    With an ``owner``, a session outside that scope is :class:`SessionNotFound`.
+    """
+    lock_id(conn, session_id)
+    require_owned(conn, session_id, owner)
+    row = conn.execute(
+        select(*SESSION_COLUMNS).where(S.session_id == session_id).with_for_update()
+    ).first()
+    if row is None:
+        raise SessionNotFound(session_id)
+    return session_from_db(row)

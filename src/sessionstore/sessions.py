@@ -1,4 +1,4 @@
-"""The session repository: create, read, list, rename, delete, and session metadata.
+"""The session repository: create, read, list, rename, delete (metadata: :mod:`.session_metadata`).
 
 Sessions are listed newest activity first with keyset pagination on
 ``(last_activity, session_id)``: the cursor carries the last row's key and
@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     bindparam,
-    delete,
     func,
     insert,
     select,
@@ -40,15 +39,16 @@ from .owners import (
     require_owned,
     scope_params,
 )
-from .prepared import Prepared, to_db_time
+from .prepared import to_db_time
 from .records import Page, SessionRecord
+from .session_metadata import MetadataMethods
 from .session_sql import (
     _EXISTS,
     _GET,
     MAX_TIMEOUT,
     SESSION_COLUMNS,
-    D,
     S,
+    _create_statement,
     _get_owned,
     _list_statement,
     _span,
@@ -57,6 +57,7 @@ from .session_sql import (
     check_timeout,
     delete_session,
     dialect_insert,
+    lock_session,
     require_session,
     require_writable,
     session_from_db,
@@ -81,6 +82,7 @@ __all__ = [
     "check_timeout",
     "delete_session",
     "dialect_insert",
+    "lock_session",
     "require_session",
     "require_writable",
     "session_from_db",
@@ -94,48 +96,9 @@ _RENAME = (
     .values(title=bindparam("title"), updated_at=bindparam("now"))
     .returning(*SESSION_COLUMNS)
 )
-_METADATA = select(D.key, D.value).where(D.session_id == bindparam("session_id")).order_by(D.key)
-_METADATA_ONE = select(D.value).where(
-    D.session_id == bindparam("session_id"), D.key == bindparam("key")
-)
-_DELETE_METADATA = delete(SessionMetadata).where(
-    D.session_id == bindparam("session_id"), D.key == bindparam("key")
-)
 
 
-_CREATE: dict[str, Prepared] = {}
-
-
-def _create_statement(dialect: str) -> Prepared:
-    """The INSERT of a new session, prepared once per dialect (``ON CONFLICT`` differs)."""
-    prepared = _CREATE.get(dialect)
-    if prepared is None:
-        now = bindparam("now", type_=S.created_at.type)
-        stmt = (
-            dialect_insert(dialect, Session)
-            .values(
-                session_id=bindparam("session_id"),
-                model_id=bindparam("model_id", type_=S.model_id.type),
-                model_name=bindparam("model_name", type_=S.model_name.type),
-                title=bindparam("title", type_=S.title.type),
-                status="active",
-                created_at=now,
-                updated_at=now,
-                last_activity=now,
-                idle_timeout_seconds=bindparam("idle", type_=S.idle_timeout_seconds.type),
-                hard_timeout_seconds=bindparam("hard", type_=S.hard_timeout_seconds.type),
-                app=bindparam("app", type_=S.app.type),
-                user_id=bindparam("user_id", type_=S.user_id.type),
-                never_expires=bindparam("never", type_=S.never_expires.type),
-            )
-            .on_conflict_do_nothing(index_elements=[S.session_id])
-            .returning(S.session_id)
-        )
-        prepared = _CREATE[dialect] = Prepared(stmt)
-    return prepared
-
-
-class SessionRepository:
+class SessionRepository(MetadataMethods):
     """``store.sessions``: the collection of sessions (of one owner, in a scoped view)."""
 
     def __init__(
@@ -449,58 +412,3 @@ class SessionRepository:
                 raise SessionNotFound(session_id)
 
         self._runner.write(work)
-
-    def set_metadata(self, session_id: str, key: str, value: str | None) -> None:
-        session_id = check_id("session_id", session_id)
-        # The key is checked before it becomes a dict key: ``{}`` is not hashable.
-        pairs = check_metadata_pairs({check_id("metadata key", key): value})
-
-        def work(conn: Connection) -> None:
-            require_writable(conn, session_id, self._owner)
-            stmt = dialect_insert(conn.dialect.name, SessionMetadata).values(
-                [{"session_id": session_id, "key": k, "value": v} for k, v in pairs.items()]
-            )
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[D.session_id, D.key], set_={"value": stmt.excluded.value}
-                )
-            )
-
-        self._runner.write(work)
-
-    def delete_metadata(self, session_id: str, key: str) -> bool:
-        session_id = check_id("session_id", session_id)
-        key = check_id("metadata key", key)
-
-        def work(conn: Connection) -> bool:
-            require_writable(conn, session_id, self._owner)
-            result = conn.execute(_DELETE_METADATA, {"session_id": session_id, "key": key})
-            return bool(result.rowcount)
-
-        return self._runner.write(work)
-
-    def get_metadata(self, session_id: str, key: str, default: str | None = None) -> str | None:
-        session_id = check_id("session_id", session_id)
-        key = check_id("metadata key", key)
-
-        def work(conn: Connection) -> str | None:
-            require_owned(conn, session_id, self._owner)
-            row = conn.execute(_METADATA_ONE, {"session_id": session_id, "key": key}).first()
-            if row is None:
-                require_session(conn, session_id)
-                return default
-            return row[0]  # type: ignore[no-any-return]
-
-        return self._runner.read(work)
-
-    def metadata(self, session_id: str) -> dict[str, str | None]:
-        session_id = check_id("session_id", session_id)
-
-        def work(conn: Connection) -> dict[str, str | None]:
-            require_owned(conn, session_id, self._owner)
-            rows = conn.execute(_METADATA, {"session_id": session_id}).all()
-            if not rows:
-                require_session(conn, session_id)
-            return dict(rows)
-
-        return self._runner.read(work)

@@ -24,7 +24,7 @@ and the restore run in one transaction that holds the id's lock
 purge, a delete, a create or another restore of that id.
 
 A restore checks the snapshot's structure, not the rules for new input
-(:func:`sessionstore.imports.parse_snapshot`): whatever the store held, it
+(:func:`sessionstore.import_parse.parse_snapshot`): whatever the store held, it
 gives back exactly.
 """
 

@@ -18,13 +18,13 @@ database that is not current is refused with :class:`SchemaMismatchError`.
 :class:`DatabaseNotFound` and nothing is created. Read-only tools open with
 both (``create=False, upgrade=False``) and leave every file as they found it.
 Nothing is created at import time: the engine is the store's, and
-:meth:`close` disposes of it.
+:meth:`close` disposes of it. Backups and restores are in
+:mod:`sessionstore.store_backups`.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,33 +36,30 @@ from typing import IO, Any, Self
 from sqlalchemy import Engine
 
 from . import migrations, rls
-from .backup import BackupReport, RestoreReport, backup_sqlite_file
 from .config import StoreConfig
 from .engine import (
     PoolStatus,
     build_engine,
     is_memory,
-    normalize_url,
     pool_status,
     probe,
     sqlite_path,
 )
 from .erase import ErasureReport, erase_user
-from .errors import InvalidInput, InvalidStateError, StoreClosedError
+from .errors import InvalidInput, StoreClosedError
 from .export import Format, export_session, export_to_path
 from .health import Health
 from .imports import import_session
 from .lifecycle import Lifecycle
 from .messages import MessageRepository
 from .owners import Owner, check_owner
-from .pgdump import backup_postgres, restore_postgres
 from .records import SessionRecord
-from .restore import restore_sqlite_file
 from .scoped import ScopedStore
 from .search import SearchRepository
 from .sessions import SessionRepository
 from .state import StateRepository
 from .stats import StoreStats, collect_stats
+from .store_backups import BackupMethods
 from .transactions import StoreRunner, TransactionRunner
 from .validation import check_id
 
@@ -109,7 +106,7 @@ class Transaction:
     state: StateRepository
 
 
-class SessionStore:
+class SessionStore(BackupMethods):
     """Sessions and messages of LLM conversations, in SQLite or PostgreSQL."""
 
     def __init__(
@@ -359,63 +356,8 @@ class SessionStore:
             source,
             session_id=session_id,
             max_content_bytes=self._config.max_content_bytes,
+            now=self._clock(),
         )
-
-    # --- backups ------------------------------------------------------------------------
-
-    def backup(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> BackupReport:
-        """A consistent, verified copy of the database at ``path``, while writers keep writing.
-
-        SQLite: the online backup API on a dedicated connection, checked with
-        ``integrity_check``, fsynced and put in place with the database's permission
-        bits (or stricter). PostgreSQL: ``pg_dump`` in its custom format, 0600 (restore
-        it with :meth:`restore_backup`). Nothing at ``path`` is replaced unless it is
-        a backup of the same kind and ``overwrite`` is true; a link there is never
-        followed.
-        """
-        self._check_open()
-        if self.dialect == "postgresql":
-            return backup_postgres(self._engine.url, path, overwrite=overwrite)
-        source = sqlite_path(self._engine)
-        if source is None:
-            raise InvalidStateError("an in-memory database has no file to back up")
-        started = time.monotonic()
-        target = backup_sqlite_file(
-            source,
-            path,
-            overwrite=overwrite,
-            busy_timeout=self._config.busy_timeout.total_seconds(),
-        )
-        return BackupReport(target, target.stat().st_size, time.monotonic() - started)
-
-    @staticmethod
-    def restore_backup(
-        backup: str | os.PathLike[str],
-        target: str | os.PathLike[str],
-        *,
-        force: bool = False,
-    ) -> RestoreReport:
-        """Put a verified backup into the database ``target`` (a SQLite path or URL).
-
-        SQLite: the backup is written *into* the live file in one transaction
-        (SQLite's backup API), so the file holds the old database or the restored
-        one at every instant, and stores that stay open keep working on it. A
-        healthy database is replaced only with ``force=True`` (else
-        :class:`RestoreRefused`); a copy of whatever was there is kept beside it and
-        listed in the report. Another connection holding the write lock is
-        :class:`DatabaseInUse`, and nothing changes. A ``postgresql://`` target is
-        restored with ``pg_restore --clean``, the same ``force`` rule applying.
-        """
-        if isinstance(target, str) and target.startswith(
-            ("postgresql:", "postgres:", "postgresql+")
-        ):
-            return restore_postgres(backup, normalize_url(target), force=force)
-        if isinstance(target, str) and target.startswith("sqlite:"):
-            path = normalize_url(target).database
-            if not path or path == ":memory:":
-                raise InvalidInput("restore_backup needs a database file, not memory")
-            target = path
-        return restore_sqlite_file(backup, target, force=force)
 
     def stats(self, *, app: str | None = None, user_id: str | None = None) -> StoreStats:
         """Totals and a per-model breakdown, from the session rows alone.

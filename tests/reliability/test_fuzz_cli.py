@@ -39,7 +39,17 @@ from .conftest import logical_dump
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 # Commands that change nothing when they succeed.
-READS = {"sessions list", "show", "export", "stats", "search", "snapshots", "doctor", "upgrade"}
+READS = {
+    "sessions list",
+    "show",
+    "export",
+    "stats",
+    "search",
+    "snapshots",
+    "state",
+    "doctor",
+    "upgrade",
+}
 # Exit statuses a command may document besides 0 and 2.
 DOCUMENTED = {"doctor": {1}}
 # Commands whose valid call is refused on the SQLite file fuzzed here, by design.

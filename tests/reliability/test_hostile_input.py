@@ -428,7 +428,7 @@ def test_import_refuses_what_append_refuses(store: SessionStore) -> None:
     before = logical_dump(url_of(store))
     cases = {
         "content over 4 MiB": ("message", "content", "x" * (4 * MiB + 1)),
-        "NUL in content": ("message", "content", "a\x00b"),
+        "NUL in a role": ("message", "role", "a\x00b"),
         "NUL in title": ("session", "title", "a\x00b"),
         "NUL in a metadata value": ("metadata", "k", "v\x00"),
         "negative tokens": ("message", "tokens", -5),

@@ -21,8 +21,8 @@ How ADK's model is stored (no tables of its own: one store under every framework
   ``user:`` keys in the user's, the rest in the session's; ``temp:`` keys
   reach the caller's session object but are never stored. An event's
   ``state_delta`` commits in the transaction that stores the event.
-* ``last_update_time`` is the session's last activity: the latest of its
-  creation, its appends and its events' timestamps.
+* ``last_update_time`` is the later of the session's last activity (its
+  creation and appends, by the store's clock) and its newest event's timestamp.
 
 **Stale writers.** A session read here carries the sequence number of its
 last message. ``append_event`` checks it inside the write transaction and
@@ -88,6 +88,7 @@ from .adk_records import (  # noqa: E402
     session_from_record,
     session_states,
     state_delta,
+    update_time,
 )
 
 __all__ = ["SessionPage", "SessionStoreService", "readable_text"]
@@ -259,7 +260,7 @@ class _Work:
             if message.sequence_number != record.last_seq + 1:
                 raise StaleSessionError(_STALE)
             updated = tx.sessions.get(sid)
-        return marker(updated), updated.last_activity.timestamp()
+        return marker(updated), update_time(updated, event)
 
     def _seen(self, record: SessionRecord, session: Session) -> int:
         """The last sequence number the caller's copy of the session saw.

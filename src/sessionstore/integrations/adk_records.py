@@ -44,6 +44,7 @@ __all__ = [
     "session_from_record",
     "session_states",
     "state_delta",
+    "update_time",
 ]
 
 #: The kind of the messages that hold ADK events.
@@ -117,10 +118,21 @@ def session_from_record(
         user_id=record.user_id or "",
         state=state,
         events=events,
-        last_update_time=record.last_activity.timestamp(),
+        last_update_time=update_time(record, events[-1] if events else None),
     )
     session._storage_update_marker = marker(record)
     return session
+
+
+def update_time(record: SessionRecord, newest: Event | None) -> float:
+    """ADK's ``last_update_time``: the later of the session's activity and its newest event.
+
+    The store keeps ``last_activity`` at its own clock (a caller's future
+    timestamp must not keep a session from going idle); ADK reports the time
+    of the event it stored last, whatever that event says.
+    """
+    activity = record.last_activity.timestamp()
+    return activity if newest is None else max(activity, newest.timestamp)
 
 
 def clean_id(session_id: str | None) -> str | None:
