@@ -49,6 +49,7 @@ from ..errors import (
     SessionArchived,
     SessionExists,
     SessionNotFound,
+    StoreClosedError,
     shown,
 )
 from ..records import MessageRecord, NewMessage
@@ -56,6 +57,7 @@ from ..scoped import ScopedStore
 from ..store import SessionStore
 
 __all__ = [
+    "Linked",
     "OnArchived",
     "SharedStore",
     "StoreLink",
@@ -227,6 +229,26 @@ class StoreLink:
                 task.exception()  # retrieved, so the loop does not report it as lost
             raise cancelled
         return task.result()
+
+
+class Linked:
+    """What the OpenAI and LangChain adapters share: their link to the store."""
+
+    _link: StoreLink
+
+    @property
+    def store(self) -> SessionStore:
+        """The store the history lives in: search, export, lifecycle and backups go through it."""
+        return self._link.store
+
+    def close(self) -> None:
+        """Done with this history: a store opened by ``from_url`` closes with its last user."""
+        self._link.close()
+
+    def _check_open(self) -> View:
+        if self._link.closed:
+            raise StoreClosedError()
+        return self._link.view
 
 
 # --- writes that create or bring back the session -----------------------------------

@@ -43,14 +43,14 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self
 
-from ..errors import InvalidInput, StoreClosedError, shown
+from ..errors import InvalidInput, shown
 from ..records import MessageRecord, NewMessage
 from ..store import SessionStore
 from ..validation import check_id, check_role
 from . import (
+    Linked,
     OnArchived,
     StoreLink,
-    View,
     append_items,
     check_on_archived,
     clear_all,
@@ -142,7 +142,7 @@ def _as_message(record: MessageRecord) -> BaseMessage:
     return _by_role(record)
 
 
-class SessionStoreChatMessageHistory(BaseChatMessageHistory):
+class SessionStoreChatMessageHistory(Linked, BaseChatMessageHistory):
     """A LangChain chat history whose messages live in a sessionstore database.
 
     ``store`` is an open :class:`~sessionstore.SessionStore` or
@@ -191,20 +191,6 @@ class SessionStoreChatMessageHistory(BaseChatMessageHistory):
         except BaseException:
             link.close()
             raise
-
-    @property
-    def store(self) -> SessionStore:
-        """The store the messages live in: search, export, lifecycle and backups go through it."""
-        return self._link.store
-
-    def close(self) -> None:
-        """Done with this history: a store opened by :meth:`from_url` closes with its last user."""
-        self._link.close()
-
-    def _check_open(self) -> View:
-        if self._link.closed:
-            raise StoreClosedError()
-        return self._link.view
 
     def _rows(self, messages: Sequence[BaseMessage], max_bytes: int) -> list[NewMessage]:
         if isinstance(messages, str | bytes | BaseMessage):

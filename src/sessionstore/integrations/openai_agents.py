@@ -40,14 +40,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Self, cast
 
-from ..errors import InvalidInput, StoreClosedError, shown
+from ..errors import InvalidInput, shown
 from ..records import MessageRecord, NewMessage
 from ..store import SessionStore
 from ..validation import check_id, check_kind, check_role
 from . import (
+    Linked,
     OnArchived,
     StoreLink,
-    View,
     append_items,
     check_on_archived,
     clear_all,
@@ -160,7 +160,7 @@ def _as_item(record: MessageRecord) -> TResponseInputItem:
     return cast("TResponseInputItem", {"role": role, "content": record.content})
 
 
-class SessionStoreSession:
+class SessionStoreSession(Linked):
     """An Agents SDK session whose items live in a sessionstore database.
 
     ``store`` is an open :class:`~sessionstore.SessionStore` or
@@ -217,20 +217,6 @@ class SessionStoreSession:
         except BaseException:
             link.close()
             raise
-
-    @property
-    def store(self) -> SessionStore:
-        """The store the items live in: search, export, lifecycle and backups go through it."""
-        return self._link.store
-
-    def close(self) -> None:
-        """Done with this session: a store opened by :meth:`from_url` closes with its last user."""
-        self._link.close()
-
-    def _check_open(self) -> View:
-        if self._link.closed:
-            raise StoreClosedError()
-        return self._link.view
 
     def _row(self, item: object, max_bytes: int) -> NewMessage:
         if not isinstance(item, Mapping):
