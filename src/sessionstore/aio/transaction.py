@@ -123,7 +123,11 @@ class TransactionContext:
         tb: TracebackType | None,
     ) -> None:
         pin, manager = self._pin, self._manager
-        assert pin is not None and manager is not None, "__aexit__ without __aenter__"
+        if pin is None or manager is None or not pin.open:
+            # Leaving twice would give the lane back twice: two callers would then
+            # share one thread, and one of them would run inside the other's transaction.
+            # A misuse of the context object, refused as entering it twice is.
+            raise RuntimeError("this transaction() is not open: it has ended or never began")
         rollback = False
 
         def leave() -> None:

@@ -69,6 +69,8 @@ class Lane:
 
     def __init__(self, workers: Workers) -> None:
         self.workers = workers
+        #: Held by a transaction, from its ``BEGIN`` to its lane's release (lock held).
+        self.held = False
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._ended = threading.Event()
         self._ident: int | None = None
@@ -220,12 +222,14 @@ class Workers:
             if waiter.done():
                 continue
             if on_loop and _running_loop() is waiter.get_loop():
+                lane.held = True
                 waiter.set_result(lane)
                 return None
             try:
                 waiter.get_loop().call_soon_threadsafe(_hand_over, self, waiter, lane)
             except RuntimeError:
                 continue  # its event loop has closed: nobody is waiting there
+            lane.held = True
             return None
         while self._pending:
             job = self._pending.popleft()
@@ -243,6 +247,7 @@ class Workers:
                 raise StoreClosedError()
             lane = self._free_lane()
             if lane is not None:
+                lane.held = True
                 return lane
             waiter: asyncio.Future[Lane] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
@@ -257,6 +262,11 @@ class Workers:
     def release(self, lane: Lane) -> None:
         """A transaction's lane, given back (on the event loop's thread)."""
         with self._lock:
+            lane.held = False
+            if self.closed:
+                # Closed while the transaction held it: it stops now that it has ended.
+                lane.stop()
+                return
             job = self._reassign(lane, on_loop=True)
         if job is not None:
             lane.give(job)
@@ -275,13 +285,17 @@ class Workers:
             lanes, self._lanes = self._lanes, []
             pending, self._pending = self._pending, deque()
             self._idle.clear()
+            # A lane an open transaction holds keeps serving it until it commits or
+            # rolls back (release stops it then): stopped now, the transaction's next
+            # call, or its end, would wait forever, holding the database's write lock.
+            stopping = [lane for lane in lanes if not lane.held]
         for future, _work, _shared in pending:
             if future.set_running_or_notify_cancel():
                 future.set_exception(StoreClosedError())
-        for lane in lanes:
+        for lane in stopping:
             lane.stop()
         if join is not None:
-            for lane in lanes:
+            for lane in stopping:
                 lane.join(join)
 
 

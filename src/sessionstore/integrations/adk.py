@@ -81,6 +81,7 @@ from .adk_records import (  # noqa: E402
     KIND,
     clean_id,
     event_from_message,
+    instant,
     marker,
     prefixed,
     readable_text,
@@ -100,6 +101,7 @@ _STALE = (
 )
 _BATCH = 1000
 _MICROSECOND = timedelta(microseconds=1)
+_EPOCH_MIN = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +162,8 @@ class _Work:
         messages = self.store.messages
         if after is not None:
             # ADK's bound is inclusive; the store keeps microseconds and reads "later than".
-            found = messages.since(sid, datetime.fromtimestamp(after, UTC) - _MICROSECOND)
+            start = instant("after_timestamp", after)
+            found = messages.since(sid, start - _MICROSECOND if start > _EPOCH_MIN else start)
             return found[-recent:] if recent else found
         if recent is not None:
             return messages.recent(sid, recent)
@@ -209,6 +212,7 @@ class _Work:
         ``None`` when this event is stored already (a re-delivery): nothing changes.
         """
         sid = session.id
+        timestamp = instant("event.timestamp", event.timestamp)
         payload = event.model_dump(mode="json", exclude_none=True)
         delta = state_delta(event.actions.state_delta if event.actions else None)
         try:
@@ -216,7 +220,7 @@ class _Work:
                 self.store,
                 sid,
                 self.on_archived,
-                lambda: self._append(session, event, payload, delta),
+                lambda: self._append(session, event, payload, delta, timestamp),
                 create=False,
             )
         except SessionNotFound:
@@ -229,7 +233,12 @@ class _Work:
             ) from None
 
     def _append(
-        self, session: Session, event: Event, payload: dict[str, Any], delta: StateDelta
+        self,
+        session: Session,
+        event: Event,
+        payload: dict[str, Any],
+        delta: StateDelta,
+        timestamp: datetime,
     ) -> tuple[str, float] | None:
         sid = session.id
         with self.store.transaction() as tx:
@@ -247,7 +256,7 @@ class _Work:
                     readable_text(event),
                     kind=KIND,
                     payload=payload,
-                    timestamp=datetime.fromtimestamp(event.timestamp, UTC),
+                    timestamp=timestamp,
                     client_msg_id=event.id or None,
                     state_delta=delta,
                 )

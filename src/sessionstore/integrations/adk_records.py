@@ -16,10 +16,12 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
 
+from ..errors import InvalidInput, shown
 from ..models import SessionState
 from ..records import MessageRecord, SessionRecord
 from ..statedelta import StateDelta, decode_value
@@ -37,6 +39,7 @@ __all__ = [
     "KIND",
     "clean_id",
     "event_from_message",
+    "instant",
     "marker",
     "prefixed",
     "readable_text",
@@ -50,6 +53,21 @@ __all__ = [
 #: The kind of the messages that hold ADK events.
 KIND = "event"
 _MARKER = "sessionstore:"
+
+
+def instant(name: str, seconds: float) -> datetime:
+    """ADK's time (seconds since the epoch, a float) as a UTC datetime.
+
+    ADK takes any float; one no datetime can hold (NaN, or beyond the years 1
+    to 9999) is :class:`InvalidInput`, before anything is read or written.
+    """
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):
+        raise InvalidInput(
+            f"{name} must be a time in seconds since the epoch within the years 1 to 9999,"
+            f" not {shown(seconds)}"
+        ) from None
 
 
 def _part_text(part: types.Part) -> str:

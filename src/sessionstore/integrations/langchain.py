@@ -118,8 +118,20 @@ def message_text(message: BaseMessage) -> str:
     """The message's text, and an AI message's tool calls (name and arguments)."""
     parts: list[str] = [str(message.text)]
     for call in getattr(message, "tool_calls", None) or ():
-        parts.append(f"{call.get('name', '')} {json.dumps(call.get('args'), ensure_ascii=False)}")
+        parts.append(f"{call.get('name', '')} {_args_text(call.get('args'))}")
     return joined(parts)
+
+
+def _args_text(args: object) -> str:
+    """A tool call's arguments as text, whatever they hold.
+
+    The text is only for search; whether the arguments can be stored is the
+    payload's check, which refuses what is not JSON with ``InvalidInput``.
+    """
+    try:
+        return json.dumps(args, ensure_ascii=False, default=repr)
+    except ValueError:  # a circular structure: the payload check refuses it too
+        return repr(args)
 
 
 def _by_role(record: MessageRecord) -> BaseMessage:
