@@ -4,8 +4,9 @@ A workload touching every kind of call (opening, appends, a 2,000-message
 batch, reads, search, export, a transaction, archive, sweep, health,
 backup, iteration, closing) runs on a loop in asyncio's debug mode with a
 5 ms slow-callback threshold, the ``asyncio`` logger captured: no slow
-callback is the store's (see :class:`tests.async_bridge.MeasuredLoop` for
-how preemptions, GIL waits and garbage collections are told apart). The
+callback is the store's, one in which the loop thread itself spent 20 ms of
+CPU (see :class:`tests.async_bridge.MeasuredLoop` for how preemptions, GIL
+waits and garbage collections are told apart, and ``STALL_CPU`` for why 20). The
 same check flags the sync store called from a coroutine, so it can fail.
 And every SQL statement of the workload ran on a worker thread, never on
 the loop's (traced on each SQLite connection).
@@ -39,13 +40,15 @@ def _on_debug_loop(main: Callable[[], Coroutine[Any, Any, None]]) -> list[Slow]:
     return loop.slow.by_the_store()
 
 
+#: Built before the loop runs: the test's own work is not the store's.
+BATCH = [{"role": "assistant", "content": f"batch {i} " * 20} for i in range(2000)]
+
+
 async def _workload(store: AsyncSessionStore, tmp_path: Path) -> None:
     sid = (await store.sessions.create("gpt", title="stalls")).session_id
     for i in range(50):
         await store.messages.append(sid, "user", f"message {i} about write-ahead logs")
-    await store.messages.append_many(
-        sid, [{"role": "assistant", "content": f"batch {i} " * 20} for i in range(2000)]
-    )
+    await store.messages.append_many(sid, BATCH)
     await asyncio.gather(*(store.messages.recent(sid, 50) for _ in range(20)))
     await store.messages.history(sid, limit=100)
     assert len([m async for m in store.messages.iterate(sid, batch=300)]) == 2050
