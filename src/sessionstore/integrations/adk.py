@@ -61,6 +61,7 @@ from ..errors import (
 from ..records import MessageRecord, SessionRecord
 from ..statedelta import StateDelta
 from ..store import SessionStore, Transaction
+from ..validation import MAX_PAGE
 from . import OnArchived, StoreLink, check_on_archived, require, writing
 
 require("google.adk", extra="adk", what="Google ADK (google-adk)")
@@ -87,7 +88,6 @@ from .adk_records import (  # noqa: E402
     readable_text,
     seen_sequence,
     session_from_record,
-    session_states,
     state_delta,
     update_time,
 )
@@ -194,10 +194,18 @@ class _Work:
         app_state = prefixed(State.APP_PREFIX, state.get_app(app))
         users = {r.user_id for r in records if r.user_id is not None}
         user_states = {u: prefixed(State.USER_PREFIX, state.get_user(app, u)) for u in users}
-        own = session_states(self.store, [r.session_id for r in records])
+        ids = [r.session_id for r in records]
+        own: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), MAX_PAGE):
+            own.update(state.get_many(ids[start : start + MAX_PAGE]))
         sessions = []
         for r in records:
-            merged = {**app_state, **user_states.get(r.user_id or "", {}), **own[r.session_id]}
+            # A session deleted since the listing read it has no state left.
+            merged = {
+                **app_state,
+                **user_states.get(r.user_id or "", {}),
+                **own.get(r.session_id, {}),
+            }
             sessions.append(session_from_record(r, merged, []))
         return sessions
 
