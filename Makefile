@@ -30,9 +30,10 @@ lint: $(BIN)/sessionstore
 	$(BIN)/ruff format --check src alembic
 	$(BIN)/mypy --strict src
 
-# make bench         the full benchmarks (about 6 minutes); ends in one table, which
-#                    it also writes into the README's Performance section
-# make bench-quick   small data, short measurements (under a minute), for development
+# make bench         the full benchmarks (about 35 minutes on 2 cores, half of it in the
+#                    frameworks' stores); ends in one table, which it also writes into
+#                    the README's Performance section
+# make bench-quick   small data, short measurements (under 2 minutes), for development
 MODE        ?= full
 BENCH_JSON   = .benchmarks/bench-$(MODE).json
 # What each mode adds to the pytest run and to the report.

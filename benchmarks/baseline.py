@@ -201,7 +201,8 @@ class RawStore:
     ) -> tuple[list[Any], int | None]:
         """One keyset page after sequence ``after``, and the key of the next page (or None)."""
         rows = self.conn.execute(HISTORY_SQL, (session_id, after, limit + 1, 0)).fetchall()
-        next_after = rows[limit - 1][2] if len(rows) > limit else None
+        # The session's reads leave out its id: the sequence number is column 1.
+        next_after = rows[limit - 1][1] if len(rows) > limit else None
         return self._rows(rows[:limit]), next_after
 
     def get_message(self, message_id: int) -> Any:

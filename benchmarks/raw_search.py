@@ -3,11 +3,11 @@
 :class:`RawSearch` holds one persistent ``sqlite3`` connection with the
 store's pragmas, and runs the very SQL text :mod:`sessionstore.search` runs
 on SQLite (built by its own ``sessions_sql``, ``_top_ranked``,
-``messages_sql`` and snippet SQL, whose rows' heads it turns into snippets
-with the library's own ``page_snippets``), in a read transaction, with the same
-parameters and the same keyset. What the store adds on top (validation,
-records, cursors, its pool, the search time limit) is what the benchmarks
-measure.
+``search_recent.recent_walk``, ``messages_sql`` and snippet SQL, whose rows'
+heads it turns into snippets with the library's own ``page_snippets``), in a
+read transaction, with the same parameters and the same keyset. What the
+store adds on top (validation, records, cursors, its pool, the search time
+limit) is what the benchmarks measure.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from sessionstore import search as _search
-from sessionstore import search_sql
+from sessionstore import search_recent, search_sql
 from sessionstore.search_run import page_snippets
 from sessionstore.search_text import fts5_plain
 
 __all__ = ["RawSearch"]
 
 _W = search_sql.WIDTH
+_ACTIVITY = 7  # last_activity among the session's columns
 
 
 class RawSearch:
@@ -41,7 +42,19 @@ class RawSearch:
             self.conn.execute(pragma)
         shape = {"model": False, "status": False, "since": False}
         self.sessions_sql = {
-            after: search_sql.sessions_sql("sqlite", "relevance", **shape, after=after)
+            (order, after): search_sql.sessions_sql("sqlite", order, **shape, after=after)
+            for order in ("relevance", "recent")
+            for after in (False, True)
+        }
+        # By recency, the same walk over the newest sessions (``search_recent``), the
+        # exact statement only when the walk hands over.
+        self.walk_sql = {
+            after: tuple(
+                search_recent.walk_sql(
+                    "sqlite", **shape, after=after, owner=search_sql.NO_OWNER, resume=resume
+                )
+                for resume in (False, True)
+            )
             for after in (False, True)
         }
         # The same two-step work as the store: the best messages first, widened until
@@ -65,9 +78,15 @@ class RawSearch:
         )
 
     def sessions(
-        self, query: str, *, limit: int = 20, after: tuple[float, str] | None = None
-    ) -> tuple[list[tuple[Any, ...]], tuple[float, str] | None]:
-        """One page of (session row, message id, rank, snippet), and the key of the next."""
+        self,
+        query: str,
+        *,
+        limit: int = 20,
+        after: tuple[Any, str] | None = None,
+        order: str = "relevance",
+    ) -> tuple[list[tuple[Any, ...]], tuple[Any, str] | None]:
+        """One page of (session row, message id, rank, snippet), and the key of the next
+        (rank or stored ``last_activity``, then session id)."""
         fts_query = fts5_plain(query)
         params: dict[str, Any] = {
             "query": fts_query, "title_weight": _search.TITLE_WEIGHT, "limit": limit + 1,
@@ -78,11 +97,17 @@ class RawSearch:
         conn.execute("BEGIN")
         try:
             assert fts_query is not None
-            rows = _search._top_ranked(
-                self._fetch, self.top_sql[after is not None], params, limit, fts_query, "sqlite"
-            )
+            rows: Any
+            if order == "recent":
+                rows = search_recent.recent_walk(
+                    self._fetch, "sqlite", self.walk_sql[after is not None], params, limit
+                )
+            else:
+                rows = _search._top_ranked(
+                    self._fetch, self.top_sql[after is not None], params, limit, fts_query, "sqlite"
+                )
             if rows is None:
-                rows = self._fetch(self.sessions_sql[after is not None], params)
+                rows = self._fetch(self.sessions_sql[order, after is not None], params)
             page = rows[:limit]
             snippets = self._snippets(
                 "SNIPPETS", fts_query, [r[_W] for r in page if r[_W] is not None]
@@ -103,7 +128,10 @@ class RawSearch:
             )
             for row in page
         ]
-        next_key = (page[-1][_W + 3], page[-1][0]) if len(rows) > limit else None
+        last = page[-1] if page else None
+        next_key = None
+        if last is not None and len(rows) > limit:
+            next_key = (last[_W + 3] if order == "relevance" else last[_ACTIVITY], last[0])
         return hits, next_key
 
     def messages(
@@ -129,7 +157,7 @@ class RawSearch:
     def plan(self, query: str) -> list[str]:
         """``EXPLAIN QUERY PLAN`` of the sessions query, as indented lines."""
         rows = self.conn.execute(
-            "EXPLAIN QUERY PLAN " + self.sessions_sql[False],
+            "EXPLAIN QUERY PLAN " + self.sessions_sql["relevance", False],
             {"query": fts5_plain(query), "title_weight": _search.TITLE_WEIGHT,
              "limit": 21},
         ).fetchall()  # fmt: skip

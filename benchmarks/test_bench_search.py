@@ -13,11 +13,20 @@ compared.
 
 Operations: ``search.sessions`` for a rare term (planted in exactly 20
 sessions), a common term (in about a third of all messages) at page 1 and at
-page 10 (cursors walked outside the measurement), a two-word query; and
-``search.messages`` for the rare term. The common term's page is then taken
+page 10 (cursors walked outside the measurement), a two-word query, the
+common term newest first (``order="recent"``) at pages 1 and 10 and the rare
+term newest first; and ``search.messages`` for the rare term. The common term's page is then taken
 apart (``test_common_term_stages``): the FTS5 match alone, with ``bm25`` for
 every match, with the join to ``messages``, with the window, the whole page,
 and the snippets, each timed on the raw connection.
+
+Hostile queries (``test_hostile_query``) are timed beside the worst legitimate
+ones (``test_legit_worst_query``), in both orders: each shape the bounds of
+``sessionstore.search_text`` let through at its most expensive, those they
+refuse (a refusal is timed too), and, per shape an ``OR``/``AND``/``NEAR``/
+prefix query can take, the query of the commonest words that the admission
+rule (``search_run.admit``) still admits (``EDGE_SHAPES``, found by asking the
+store).
 
 Each benchmark's ``extra_info`` (``kind="search"``) carries its operation,
 side and the name of its target, which ``report.py`` judges (the targets
@@ -67,6 +76,9 @@ OPS = {
     "common_p10": SearchOp("search.sessions(common term) p. 10"),
     "pair": SearchOp("search.sessions(two words) p. 1"),
     "rare_messages": SearchOp("search.messages(rare term) p. 1"),
+    "recent_p1": SearchOp("search.sessions(common term, recent) p. 1"),
+    "recent_p10": SearchOp("search.sessions(common term, recent) p. 10"),
+    "recent_rare": SearchOp("search.sessions(rare term, recent), 20 sessions"),
 }
 
 
@@ -146,26 +158,38 @@ def search_env(request: pytest.FixtureRequest, search_report: Results) -> Iterat
     store.close()
 
 
-@pytest.fixture(scope="module")
-def deep_keys(search_env: SearchEnv) -> dict[str, Any]:
-    """Each side's way to page 10 of the common term, walked page by page; both agree."""
-    term = search_env.facts.common_term
+def _deep(env: SearchEnv, order: str) -> dict[str, Any]:
+    """Each side's way to page 10 of the common term in ``order``, walked page by page;
+    both agree."""
+    term = env.facts.common_term
     cursor = None
     ours_ids: list[str] = []
     for _ in range(DEEP_PAGE - 1):
-        page = search_env.store.search.sessions(term, limit=PAGE, cursor=cursor)
+        page = env.store.search.sessions(term, limit=PAGE, cursor=cursor, order=order)  # type: ignore[arg-type]
         ours_ids += [hit.session.session_id for hit in page.items]
         cursor = page.next_cursor
         assert cursor is not None
     key = None
     raw_ids: list[str] = []
     for _ in range(DEEP_PAGE - 1):
-        hits, key = search_env.raw.sessions(term, limit=PAGE, after=key)
+        hits, key = env.raw.sessions(term, limit=PAGE, after=key, order=order)
         raw_ids += [hit[0][0] for hit in hits]
         assert key is not None
     assert ours_ids == raw_ids
     assert len(set(ours_ids)) == PAGE * (DEEP_PAGE - 1)
     return {"ours": cursor, "raw": key}
+
+
+@pytest.fixture(scope="module")
+def deep_keys(search_env: SearchEnv) -> dict[str, Any]:
+    """Page 10 of the common term by relevance, for each side."""
+    return _deep(search_env, "relevance")
+
+
+@pytest.fixture(scope="module")
+def deep_recent_keys(search_env: SearchEnv) -> dict[str, Any]:
+    """Page 10 of the common term newest first, for each side."""
+    return _deep(search_env, "recent")
 
 
 # --- measuring ----------------------------------------------------------------------
@@ -349,6 +373,50 @@ def test_rare_term_messages(benchmark: Any, search_env: SearchEnv, side: str) ->
     assert found == [(h[0][0], h[1]) for h in raw.messages(facts.rare_term, limit=PAGE)[0]]
 
 
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("page_number", [1, DEEP_PAGE])
+def test_common_term_recent(
+    benchmark: Any,
+    search_env: SearchEnv,
+    deep_recent_keys: dict[str, Any],
+    page_number: int,
+    side: str,
+) -> None:
+    """The common term newest first: page 1, and page 10 by cursor (the walk over the
+    newest sessions, ``sessionstore.search_recent``)."""
+    facts, store, raw = search_env.facts, search_env.store, search_env.raw
+    benchmark.extra_info["matching_messages"] = facts.common_messages
+    cursor = None if page_number == 1 else deep_recent_keys["ours"]
+    key = None if page_number == 1 else deep_recent_keys["raw"]
+    result = _run(
+        benchmark, search_env, "recent_p1" if page_number == 1 else "recent_p10", side,
+        lambda: store.search.sessions(facts.common_term, limit=PAGE, cursor=cursor, order="recent"),
+        lambda: raw.sessions(facts.common_term, limit=PAGE, after=key, order="recent"),
+    )  # fmt: skip
+    found, more = _found(side, result)
+    assert more
+    assert len({s for s, _, _ in found}) == PAGE
+    expected = raw.sessions(facts.common_term, limit=PAGE, after=key, order="recent")[0]
+    assert found == _raw_sessions(expected)
+    activity = [hit[0][7] for hit in expected]
+    assert activity == sorted(activity, reverse=True)
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_rare_term_recent(benchmark: Any, search_env: SearchEnv, side: str) -> None:
+    """The rare term newest first: too few matches for the walk, the exact statement."""
+    facts, store, raw = search_env.facts, search_env.store, search_env.raw
+    result = _run(
+        benchmark, search_env, "recent_rare", side,
+        lambda: store.search.sessions(facts.rare_term, limit=PAGE, order="recent"),
+        lambda: raw.sessions(facts.rare_term, limit=PAGE, order="recent"),
+    )  # fmt: skip
+    found, more = _found(side, result)
+    assert not more
+    assert sorted(s for s, _, _ in found) == facts.rare_session_ids
+    assert found == _raw_sessions(raw.sessions(facts.rare_term, limit=PAGE, order="recent")[0])
+
+
 # --- hostile queries against the worst legitimate ones --------------------------------
 
 
@@ -378,7 +446,10 @@ HOSTILE = {
     "prefix_and_15_commonest": (" ".join([f"{_PREFIX}*", *_WORDS[:15]]), "plain"),
     "200_words_refused": (" ".join(f"w{i}" for i in range(200)), "plain"),
     "2_prefixes_refused": (f"{_PREFIX}* {_WORDS[0][:4]}*", "plain"),
+    # Judged by the cost of ranking them (``search_run.admit``): refused on the full
+    # corpus, where they would rank more than one word in every message.
     "or_4_commonest": (" OR ".join(_WORDS[:4]), "advanced"),
+    "or_2_commonest": (" OR ".join(_WORDS[:2]), "advanced"),
     "prefix_and_3_commonest": (" AND ".join([f"{_PREFIX}*", *_WORDS[:3]]), "advanced"),
     "near_x2_commonest": (
         " AND ".join(f"NEAR({_WORDS[i]} {_WORDS[i + 1]}, 50)" for i in range(0, 4, 2)),
@@ -392,41 +463,95 @@ HOSTILE = {
 }
 
 
-def _bounded(benchmark: Any, env: SearchEnv, role: str, name: str, query: str, mode: str) -> None:
+#: Admitted or refused by what ranking them would cost, which depends on the corpus.
+BY_COST = {
+    "or_4_commonest", "or_2_commonest", "prefix_and_3_commonest", "near_x2_commonest",
+    "brackets_8_deep",
+}  # fmt: skip
+#: Hostile queries at the edge of the admission rule: of each shape, the one of the
+#: commonest words (by Zipf rank, found by asking the store) that it still admits.
+EDGE_SHAPES = {
+    "edge_or_2": lambda r: f"{_WORDS[r]} OR {_WORDS[r + 1]}",
+    "edge_or_4": lambda r: " OR ".join(_WORDS[r : r + 4]),
+    "edge_prefix_and_1": lambda r: f"{_PREFIX}* AND {_WORDS[r]}",
+    "edge_prefix_and_3": lambda r: " AND ".join([f"{_PREFIX}*", *_WORDS[r : r + 3]]),
+    "edge_near_x2": lambda r: (
+        f"NEAR({_WORDS[r]} {_WORDS[r + 1]}, 50) AND NEAR({_WORDS[r + 2]} {_WORDS[r + 3]}, 50)"
+    ),
+    "edge_and_4": lambda r: " AND ".join(_WORDS[r : r + 4]),
+    "edge_one_word_or_x40": lambda r: " OR ".join([_WORDS[r]] * 40),
+}
+_EDGES: dict[str, str] = {}
+
+
+def _edge(store: SessionStore, name: str) -> str:
+    """The query of shape ``name`` of the commonest words the store admits (a binary search
+    over Zipf ranks; admission falls as the words grow rarer)."""
+    if name not in _EDGES:
+        shape = EDGE_SHAPES[name]
+
+        def admitted(rank: int) -> bool:
+            try:
+                store.search.sessions(shape(rank), limit=PAGE, mode="advanced")
+            except InvalidSearchQuery:
+                return False
+            return True
+
+        low, high = -1, len(_WORDS) - 50
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (low, middle) if admitted(middle) else (middle, high)
+        _EDGES[name] = shape(high)
+    return _EDGES[name]
+
+
+def _bounded(
+    benchmark: Any, env: SearchEnv, role: str, name: str, query: str, mode: str, order: str
+) -> None:
     """Time page 1 of ``search.sessions(query)`` (a refusal is timed too), labelled so the
-    report pairs the slowest hostile query with the slowest legitimate one."""
+    report pairs the slowest hostile query with the slowest legitimate one, per order."""
     store = env.store
 
     def search() -> Any:
         try:
-            return store.search.sessions(query, limit=PAGE, mode=mode)  # type: ignore[arg-type]
+            return store.search.sessions(query, limit=PAGE, mode=mode, order=order)  # type: ignore[arg-type]
         except InvalidSearchQuery as exc:
             return exc
 
-    benchmark.group = "search: hostile queries vs the worst legitimate ones"
+    benchmark.group = f"search: hostile queries vs the worst legitimate ones ({order})"
     benchmark.extra_info.update(
-        kind="search_bound", role=role, op=name, pair="search_worst_case", mode=mode,
+        kind="search_bound", role=role, op=f"{name} ({order})", mode=mode,
+        pair=f"search_worst_case_{order}", order=order,
         query=query[:80], corpus_messages=env.facts.messages,
     )  # fmt: skip
     result, _ = _measure(benchmark, search)
     refused = isinstance(result, InvalidSearchQuery)
     benchmark.extra_info["refused"] = refused
-    assert refused == name.endswith("_refused"), result
+    if name not in BY_COST:
+        assert refused == name.endswith("_refused"), result
     median = _median(benchmark)
     if median is not None:
         benchmark.extra_info["p50_ms"] = median * 1e3
 
 
+BOUND_ORDERS = ("relevance", "recent")
+
+
+@pytest.mark.parametrize("order", BOUND_ORDERS)
 @pytest.mark.parametrize("name", list(LEGIT_WORST))
-def test_legit_worst_query(benchmark: Any, search_env: SearchEnv, name: str) -> None:
+def test_legit_worst_query(benchmark: Any, search_env: SearchEnv, name: str, order: str) -> None:
     query, mode = LEGIT_WORST[name]
-    _bounded(benchmark, search_env, "legit", name, query, mode)
+    _bounded(benchmark, search_env, "legit", name, query, mode, order)
 
 
-@pytest.mark.parametrize("name", list(HOSTILE))
-def test_hostile_query(benchmark: Any, search_env: SearchEnv, name: str) -> None:
-    query, mode = HOSTILE[name]
-    _bounded(benchmark, search_env, "hostile", name, query, mode)
+@pytest.mark.parametrize("order", BOUND_ORDERS)
+@pytest.mark.parametrize("name", [*HOSTILE, *EDGE_SHAPES])
+def test_hostile_query(benchmark: Any, search_env: SearchEnv, name: str, order: str) -> None:
+    if name in EDGE_SHAPES:
+        query, mode = _edge(search_env.store, name), "advanced"
+    else:
+        query, mode = HOSTILE[name]
+    _bounded(benchmark, search_env, "hostile", name, query, mode, order)
 
 
 # --- where the common term's time goes ----------------------------------------------

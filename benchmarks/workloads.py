@@ -279,8 +279,13 @@ def processes(side: Side, directory: Path, size: dict[str, int]) -> dict[str, An
         time.sleep(0.01)
     started = time.perf_counter()
     go.touch()
-    results = [json.loads(w.communicate(timeout=600)[0]) for w in workers]
+    # Timed to each writer's report, written once its last append is committed
+    # and its store closed, not to its exit: an interpreter's teardown (garbage
+    # collection of a heap it is about to drop) is not the store's work.
+    results = [json.loads(w.stdout.readline()) for w in workers]  # type: ignore[union-attr]
     wall = time.perf_counter() - started
+    for w in workers:
+        w.communicate(timeout=600)
     return {
         "processes": wall,
         "processes_busy": sum(r["busy"] for r in results),
@@ -304,7 +309,7 @@ def _worker(side_name: str, path: str, session_id: str, count: int, go: str) -> 
             else:
                 errors += 1
     client.close()
-    print(json.dumps({"busy": busy, "errors": errors}))
+    print(json.dumps({"busy": busy, "errors": errors}), flush=True)
 
 
 WORKLOADS: dict[str, Callable[[Side, Path, dict[str, int]], dict[str, Any]]] = {

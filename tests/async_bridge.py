@@ -246,10 +246,14 @@ class Bridge:
 
     def _bridge(self, value: Any) -> Any:
         loop = self._loop
+        # Iterators first: ``iterate()``'s result is also awaitable, and awaiting
+        # it gives back the same object (its checks made at once, as the sync call does).
+        if isinstance(value, AsyncIterator):
+            if inspect.isawaitable(value):
+                value = loop.run(value)
+            return _iterate(value, loop)
         if inspect.isawaitable(value):
             return self._bridge(loop.run(value))
-        if isinstance(value, AsyncIterator):
-            return _iterate(value, loop)
         if _bridged(value):
             return Bridge(value, loop)
         return value

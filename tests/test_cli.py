@@ -265,6 +265,17 @@ def test_bad_urls_and_paths_are_one_line_naming_the_path(tmp_path: Path) -> None
     assert sorted(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("args", READ_ONLY, ids=" ".join)
+def test_a_directory_as_the_database_is_one_line_naming_it(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    # The read-only commands open without creating (SQLite mode=rw): the same message.
+    code, out, err = run("--db", f"sqlite:///{tmp_path}", *args)
+    assert (code, out) == (2, "")
+    assert f"{tmp_path} is a directory, not a database file" in one_line(err)
+    assert sorted(tmp_path.iterdir()) == []
+
+
 def test_an_error_quoting_a_path_with_line_breaks_stays_one_line(tmp_path: Path) -> None:
     for name in ("two\nlines.db", "carriage\rreturn.db", "para\u2029graph.db"):
         code, _, err = run("stats", "--db", f"sqlite:///{tmp_path / name}")

@@ -147,6 +147,18 @@ def test_export_session_legacy_formats(manager: SessionManager) -> None:
         manager.export_session(sid, "txt")
 
 
+def test_markdown_of_a_session_without_a_model_has_no_model_line(
+    manager: SessionManager,
+) -> None:
+    """An agent framework's session (no model id) is exported without "Model: None"."""
+    sid = manager.store.sessions.create(None).session_id
+    manager.add_message(sid, "user", "hi")
+    markdown = manager.export_session(sid, "markdown")
+    assert "None" not in markdown and "**Model:**" not in markdown
+    named = manager.create_session("m1", "Model One")
+    assert "**Model:** Model One" in manager.export_session(named, "markdown")
+
+
 def test_statistics_shape(manager: SessionManager) -> None:
     a = manager.create_session("alpha")
     manager.create_session("alpha")

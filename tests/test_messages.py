@@ -329,6 +329,17 @@ def test_recent_returns_the_last_n_oldest_first(store: SessionStore) -> None:
     assert store.messages.recent(sid, 2) == messages[5:7]
 
 
+def test_iterate_streams_every_message_and_checks_at_the_call(store: SessionStore) -> None:
+    """Batches of any size give the whole history in order; a missing session fails at once."""
+    sid = store.sessions.create("m1").session_id
+    store.messages.append_many(sid, [NewMessage("user", f"m{i}") for i in range(7)])
+    everything = [m.content for m in store.messages.iterate(sid, batch=3)]
+    assert everything == [f"m{i}" for i in range(7)]
+    assert [m.sequence_number for m in store.messages.iterate(sid, after=5)] == [6, 7]
+    with pytest.raises(SessionNotFound):
+        store.messages.iterate("no-such-session")
+
+
 def test_get_edit_delete(clocked: SessionStore, clock: FakeClock) -> None:
     sid = clocked.sessions.create("m").session_id
     one = clocked.messages.append(sid, "user", "first", tokens=5, duration=0.5)
@@ -495,3 +506,101 @@ def test_returned_records_are_utc_with_a_clock_in_another_zone(backend_url: str)
             batch[0].timestamp,
         ):
             assert_utc(stamp)
+
+
+# --- items: what the framework adapters rebuild their items from --------------------------
+
+
+def test_items_are_what_the_records_hold_for_every_kind_of_message(store: SessionStore) -> None:
+    """``items`` gives each message's (kind, role, content, payload) exactly as its record does."""
+    sid = store.sessions.create("m").session_id
+    store.messages.append_many(
+        sid,
+        [
+            NewMessage("user", "plain"),
+            NewMessage("assistant", "with\x00nul"),
+            NewMessage(
+                "assistant", "call", kind="function_call",
+                payload={"type": "function_call", "n": [1, 2.5, -0.0, None, True, 10**30]},
+            ),
+            NewMessage("tool", "nul item\x00", kind="item", payload=["a\x00b", {"k": "é"}]),
+            NewMessage("user", "scalar", payload="just text"),
+            NewMessage("user", "zero", payload=0),
+            NewMessage("user", "false", payload=False),
+        ],
+    )  # fmt: skip
+    # Rows no append writes: legacy rows (no kind, no payload) and payloads that
+    # are not one JSON value, or only one with spaces around it.
+    odd = [None, ' {"spaced": 1} ', '{"a": 1} trailing', "not json", "[1, 2", '"a', "[" * 3000]
+    with store.engine.begin() as conn:
+        for seq, payload in enumerate(odd, start=8):
+            conn.execute(
+                text(
+                    "INSERT INTO messages (session_id, sequence_number, role, content, payload)"
+                    " VALUES (:sid, :seq, 'user', :content, :payload)"
+                ),
+                {"sid": sid, "seq": seq, "content": f"row {seq}", "payload": payload},
+            )
+        if conn.dialect.name == "sqlite":  # a BLOB, which only SQLite's column can hold
+            conn.execute(
+                text(
+                    "INSERT INTO messages (session_id, sequence_number, role, content, payload)"
+                    " VALUES (:sid, 15, 'user', 'blob', CAST('{\"b\": 1}' AS BLOB))"
+                ),
+                {"sid": sid},
+            )
+    expected = [(m.kind, m.role, m.content, m.payload) for m in store.messages.recent(sid, 100)]
+    assert len(expected) in (14, 15)
+    # repr tells 0 from False and 1 from 1.0, which == does not.
+    assert repr(store.messages.items(sid)) == repr(expected)
+    for n in (1, 2, 7, 14, 15, 100):
+        assert repr(store.messages.items(sid, last=n)) == repr(expected[-n:])
+    assert store.messages.items(sid, last=0) == []
+    empty = store.sessions.create("m").session_id
+    assert store.messages.items(empty) == []
+    assert store.messages.items(empty, last=5) == []
+
+
+def test_items_of_a_missing_session_and_bad_arguments(store: SessionStore) -> None:
+    sid = store.sessions.create("m").session_id
+    for call in (
+        lambda: store.messages.items("missing"),
+        lambda: store.messages.items("missing", last=0),
+        lambda: store.messages.items("missing", last=3),
+    ):
+        with pytest.raises(SessionNotFound):
+            call()
+    for bad in (-1, True, 1.5, "3", 2**63):
+        with pytest.raises(InvalidInput, match="last must be an integer"):
+            store.messages.items(sid, last=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        store.messages.items("")
+
+
+def test_a_batch_goes_in_few_statements_on_sqlite(sqlite_url: str) -> None:
+    """A batch is a few multi-row INSERTs, not one statement a row (each made FTS5 write)."""
+    import sqlalchemy as sa
+
+    statements: list[str] = []
+
+    def traced(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.set_trace_callback(statements.append)
+
+    sa.event.listen(sa.pool.Pool, "connect", traced)
+    try:
+        with SessionStore.open(sqlite_url) as store:
+            sid = store.sessions.create("m").session_id
+            statements.clear()
+            batch = [NewMessage("user", f"word{i} text", payload={"i": i}) for i in range(1203)]
+            records = store.messages.append_many(sid, batch)
+            # SQLite traces a statement again for each trigger run it makes: count texts.
+            inserts = {s for s in statements if s.startswith("INSERT INTO messages ")}
+            assert len(inserts) == 3  # 500 + 500 + 203 rows
+            assert [r.sequence_number for r in records] == list(range(1, 1204))
+            assert store.messages.recent(sid, 1203) == records
+            assert [m.payload for m in records] == [{"i": i} for i in range(1203)]
+            assert store.sessions.get(sid).message_count == 1203
+            hits = store.search.messages("word1202", session_id=sid).items
+            assert [hit.message.message_id for hit in hits] == [records[-1].message_id]
+    finally:
+        sa.event.remove(sa.pool.Pool, "connect", traced)

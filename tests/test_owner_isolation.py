@@ -179,6 +179,10 @@ CASES: dict[str, Case | tuple[Case, ...]] = {
     "messages.get": aimed(lambda v, t, w: v.messages.get(t.mid)),
     "messages.history": aimed(lambda v, t, w: v.messages.history(t.sid)),
     "messages.recent": aimed(lambda v, t, w: v.messages.recent(t.sid, 10)),
+    "messages.items": aimed(
+        lambda v, t, w: v.messages.items(t.sid),
+        lambda v, t, w: v.messages.items(t.sid, last=3),
+    ),
     "messages.window": aimed(lambda v, t, w: v.messages.window(t.sid, 10_000)),
     "messages.get_by_client_id": aimed(lambda v, t, w: v.messages.get_by_client_id(t.sid, t.cid)),
     "messages.delete_by_client_id": aimed(

@@ -228,6 +228,22 @@ CASES = {
         "(session_id=?)",
         paged=True,
     ),
+    "items": Case(
+        lambda: messages_module.ITEMS,
+        lambda d: {"sid": d.session_id},
+        "messages",
+        MESSAGES_SEQ,
+        "(session_id=?)",
+        paged=False,
+    ),
+    "items, the last n": Case(
+        lambda: messages_module.RECENT_ITEMS,
+        lambda d: {"sid": d.session_id, "limit": 20},
+        "messages",
+        MESSAGES_SEQ,
+        "(session_id=?)",
+        paged=True,
+    ),
     "message get": Case(
         lambda: messages_module.GET,
         lambda d: {"mid": d.message_id},

@@ -14,13 +14,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from sessionstore import InvalidInput, InvalidSearchQuery, SearchTimeout, SessionStore, search_run
+from sessionstore import (
+    InvalidInput,
+    InvalidSearchQuery,
+    SearchTimeout,
+    SessionStore,
+    search_recent,
+    search_run,
+)
+from sessionstore import search as search_module
 from sessionstore.search_sql import SNIPPET_WIDTH
 from sessionstore.search_text import (
     MAX_ADVANCED_TERMS,
@@ -158,13 +167,23 @@ TSQUERY_HOSTILE = [
 
 def test_advanced_hostile_queries_are_refused(filled: SessionStore) -> None:
     hostile = FTS5_HOSTILE if filled.dialect == "sqlite" else TSQUERY_HOSTILE
+    recent = partial(filled.search.sessions, order="recent")
     for query in hostile:
-        for search in (filled.search.sessions, filled.search.messages):
+        for search in (filled.search.sessions, recent, filled.search.messages):
             with pytest.raises(InvalidSearchQuery):
                 search(query, mode="advanced")
 
 
-def test_advanced_queries_within_bounds_run(filled: SessionStore) -> None:
+@pytest.mark.parametrize("order", ["relevance", "recent"])
+def test_advanced_queries_within_bounds_run(
+    filled: SessionStore, order: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Newest first, the walk over the newest sessions runs them (at its smallest, so
+    always), and finds what the exact statement finds."""
+    monkeypatch.setattr(search_recent, "_MIN_COUNT", 0)
+    monkeypatch.setattr(search_recent, "_COUNT_FACTOR", 0)
+    monkeypatch.setattr(search_recent, "_WALK_PER_ROW", 1)
+    monkeypatch.setattr(search_recent, "_SPAN_PER_MATCH", 10**9)
     if filled.dialect == "sqlite":
         good = [
             "(" * MAX_DEPTH + "router" + ")" * MAX_DEPTH,
@@ -186,7 +205,125 @@ def test_advanced_queries_within_bounds_run(filled: SessionStore) -> None:
             "x <-> router | wordaa",  # a phrase may be an alternative, as in FTS5
         ]
     for query in good:
-        assert filled.search.sessions(query, mode="advanced").items, query
+        found = filled.search.sessions(query, mode="advanced", order=order)  # type: ignore[arg-type]
+        assert found.items, query
+        if order == "recent":
+            with monkeypatch.context() as off:
+                off.setattr(search_module, "recent_walk", lambda *args, **kwargs: None)
+                assert filled.search.sessions(query, mode="advanced", order="recent") == found
+
+
+# --- advanced mode: admitted by the cost of ranking it ---------------------------------------
+
+
+@pytest.fixture
+def zoo(store: SessionStore) -> SessionStore:
+    """Ten messages, each holding ``zebra`` and ``quokka``; one of them ``okapi`` too."""
+    sid = store.sessions.create("m", title="animals").session_id
+    store.messages.append_many(
+        sid,
+        [
+            {"role": "user", "content": f"zebra quokka {'okapi' if i == 0 else 'plain'} {i}"}
+            for i in range(10)
+        ],
+    )
+    return store
+
+
+def _searches(store: SessionStore) -> list[Any]:
+    return [
+        store.search.sessions,
+        partial(store.search.sessions, order="recent"),
+        store.search.messages,
+    ]
+
+
+def test_an_or_that_would_rank_past_the_bound_is_refused(
+    zoo: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bound at the store's size (10 messages): ``zebra OR quokka`` would rank 2 words in
+    10 messages, 20 pairs, and is refused with the rule stated; so are repetitions of one
+    word (each is ranked). Within the bound, and in plain mode, everything runs."""
+    monkeypatch.setattr(search_run, "MIN_RANK_BOUND", 0)
+    either = "zebra | quokka" if zoo.dialect == "postgresql" else "zebra OR quokka"
+    again = "zebra | zebra" if zoo.dialect == "postgresql" else "zebra OR zebra"
+    both = "okapi & zebra" if zoo.dialect == "postgresql" else "okapi AND zebra"
+    for search in _searches(zoo):
+        for query in (either, again):
+            with pytest.raises(InvalidSearchQuery, match="more than a search may rank"):
+                search(query, mode="advanced")
+        assert len(search("zebra", mode="advanced").items) >= 1  # one word: never counted
+        assert len(search(both, mode="advanced").items) == 1  # 1 match x 2 words
+        assert search("zebra quokka").items  # plain mode: never refused by this rule
+    assert len(zoo.search.messages("zebra", mode="advanced", limit=50).items) == 10
+
+
+def test_a_small_store_ranks_any_or_within_the_bounds(zoo: SessionStore) -> None:
+    """However few messages a store holds, :data:`search_run.MIN_RANK_BOUND` pairs may be
+    ranked: an ``OR`` of words in all of them runs."""
+    either = "zebra | quokka" if zoo.dialect == "postgresql" else "zebra OR quokka"
+    for search in _searches(zoo):
+        assert search(either, mode="advanced").items
+    assert len(zoo.search.messages(either, mode="advanced", limit=50).items) == 10
+
+
+def test_a_refused_query_leaves_the_store_as_it_was(
+    zoo: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search_run, "MIN_RANK_BOUND", 0)
+    either = "zebra | quokka" if zoo.dialect == "postgresql" else "zebra OR quokka"
+    with pytest.raises(InvalidSearchQuery):
+        zoo.search.sessions(either, mode="advanced")
+    assert len(zoo.search.messages("okapi").items) == 1
+
+
+def test_an_owners_search_counts_that_owners_matches(
+    zoo: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search scoped to one owner ranks that owner's matches only, and is admitted by
+    them: one match of two words (2 pairs, within 11) runs, though the store's eleven
+    matches would be past the bound."""
+    monkeypatch.setattr(search_run, "MIN_RANK_BOUND", 0)
+    sid = zoo.sessions.create("m", app="app", user_id="bea").session_id
+    zoo.messages.append(sid, "user", "zebra quokka")
+    either = "zebra | quokka" if zoo.dialect == "postgresql" else "zebra OR quokka"
+    for order in ("relevance", "recent"):
+        page = zoo.search.sessions(
+            either,
+            mode="advanced",
+            order=order,  # type: ignore[arg-type]
+            app="app",
+            user_id="bea",
+        )
+        assert [hit.session.session_id for hit in page.items] == [sid]
+        with pytest.raises(InvalidSearchQuery):
+            zoo.search.sessions(either, mode="advanced", order=order)  # type: ignore[arg-type]
+    found = zoo.search.messages(either, mode="advanced", app="app")
+    assert [hit.message.session_id for hit in found.items] == [sid]
+
+
+def test_the_recent_walk_weighs_matches_by_the_words_ranked(
+    zoo: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Newest first, the exact statement ranks every word of the query in every match, so
+    the walk is chosen by matches times words: ten matches of a query that ranks four
+    words are forty steps, enough for a walk that needs forty; one word is not."""
+    monkeypatch.setattr(search_recent, "_MIN_COUNT", 40)
+    walked: list[bool] = []
+    real = search_module.recent_walk
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        rows = real(*args, **kwargs)
+        walked.append(rows is not None)
+        return rows
+
+    monkeypatch.setattr(search_module, "recent_walk", watched)
+    four = " | ".join(["zebra"] * 4) if zoo.dialect == "postgresql" else " OR ".join(["zebra"] * 4)
+    found = zoo.search.sessions(four, mode="advanced", order="recent")
+    assert ids(zoo.search.sessions("zebra", order="recent")) == ids(found)
+    assert walked == [True, False]
+    monkeypatch.setattr(search_module, "recent_walk", lambda *args, **kwargs: None)
+    assert zoo.search.sessions(four, mode="advanced", order="recent") == found
 
 
 # --- snippets ------------------------------------------------------------------------------
@@ -244,18 +381,24 @@ def test_sqlite_search_past_its_time_limit_stops(
     store.messages.append_many(sid, [{"role": "user", "content": f"router {i}"} for i in range(50)])
     monkeypatch.setattr(search_run, "TIME_LIMIT", 0.0)
     monkeypatch.setattr(search_run, "_PROGRESS_STEPS", 1)
+    monkeypatch.setattr(search_recent, "_MIN_COUNT", 0)  # newest first: the walk runs
     with pytest.raises(SearchTimeout, match="limit"):
         store.search.sessions("router")
+    with pytest.raises(SearchTimeout):
+        store.search.sessions("router", order="recent")
     with pytest.raises(SearchTimeout):
         store.search.messages("router")
     with store.transaction() as tx:  # the caller's transaction stays usable
         with pytest.raises(SearchTimeout):
             tx.search.sessions("router")
+        with pytest.raises(SearchTimeout):
+            tx.search.sessions("router", order="recent")
         tx.messages.append(sid, "user", "after the timeout")
     monkeypatch.setattr(search_run, "TIME_LIMIT", 10.0)
     # Every pooled connection is free of the handler again.
     for _ in range(3):
         assert len(store.search.messages("router", limit=100).items) == 50
+        assert len(store.search.sessions("router", order="recent").items) == 1
     assert store.messages.recent(sid, 1)[0].content == "after the timeout"
 
 

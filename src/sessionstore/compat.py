@@ -314,10 +314,12 @@ def _legacy_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _legacy_markdown(session: dict[str, Any], messages: list[dict[str, Any]]) -> str:
+    model = session["model_name"] or session["model_id"]
     lines = [
         f"# {session['title'] or 'Untitled Session'}",
         "",
-        f"**Model:** {session['model_name'] or session['model_id']}",
+        # A session an agent framework made has no model: no line, rather than "None".
+        *([f"**Model:** {model}"] if model else []),
         f"**Created:** {session['created_at']}",
         f"**Messages:** {session['message_count']}",
         f"**Tokens:** {session['total_tokens']}",

@@ -5,26 +5,17 @@ consistent snapshot, even while other writers append) and written message
 by message to the caller's file object, so a session larger than memory
 exports in constant memory.
 
-The JSON document round-trips through :func:`sessionstore.imports.import_session`
-and is also the body of a lifecycle snapshot::
-
-    {"format": "sessionstore.session", "version": 1,
-     "session": {...}, "metadata": {...}, "state": {...}, "messages": [{...}, ...]}
-
-Timestamps are ISO 8601 with their UTC offset. Every value is written as
-stored, also the legacy ones the rules for new input would refuse (an empty
-model id, negative or textual token counts, NUL in a message), so that a
-snapshot gives back exactly what the store held.
+The JSON document (:mod:`sessionstore.export_json`, which also writes
+lifecycle snapshots) round-trips through
+:func:`sessionstore.imports.import_session`. Timestamps are ISO 8601 with
+their UTC offset; every value is written as stored.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
@@ -32,6 +23,15 @@ from sqlalchemy import Connection, select
 
 from . import files
 from .errors import InvalidInput, SessionNotFound, StorageIOError, shown
+from .export_json import (
+    DOCUMENT_TAIL,
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    MESSAGE_ROWS,
+    MESSAGE_SEPARATOR,
+    document_head,
+    message_line,
+)
 from .messages import MESSAGE_COLUMNS, message_from_db
 from .models import Message, Session, SessionMetadata
 from .owners import Owner, guarded
@@ -43,8 +43,6 @@ from .validation import check_id
 
 __all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "export_session", "write_session"]
 
-EXPORT_FORMAT = "sessionstore.session"
-EXPORT_VERSION = 1
 Format = Literal["json", "markdown"]
 
 
@@ -59,44 +57,6 @@ _BATCH = 500
 M = Message.__table__.c
 S = Session.__table__.c
 D = SessionMetadata.__table__.c
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat()
-
-
-def session_document(session: SessionRecord) -> dict[str, Any]:
-    doc = asdict(session)
-    for key in ("created_at", "updated_at", "last_activity", "archived_at"):
-        doc[key] = None if doc[key] is None else _iso(doc[key])
-    for key in ("idle_timeout", "hard_timeout"):
-        doc[key] = None if doc[key] is None else doc[key].total_seconds()
-    return doc
-
-
-def message_document(message: MessageRecord, stored: str | None = None) -> dict[str, Any]:
-    """A message as exported; ``stored`` is its stored ``content`` (NUL as U+FFFD).
-
-    ``content`` is the readable text (NUL shown as U+FFFD); ``exact_content``,
-    present only when the text held NUL, is the caller's exact text. ``kind``
-    and ``payload`` (the item, as JSON) carry a framework's item whole.
-    """
-    doc = {
-        "message_id": message.message_id,
-        "sequence_number": message.sequence_number,
-        "role": message.role,
-        "content": message.content if stored is None else stored,
-        "timestamp": _iso(message.timestamp),
-        "tokens": message.tokens,
-        "duration": message.duration,
-        "metadata": message.metadata_json,
-        "client_msg_id": message.client_msg_id,
-        "kind": message.kind,
-        "payload": message.payload,
-    }
-    if stored is not None and stored != message.content:
-        doc["exact_content"] = message.content
-    return doc
 
 
 def export_session(
@@ -209,16 +169,37 @@ def write_session(conn: Connection, session_id: str, format: Format, out: Writer
     metadata = dict(
         conn.execute(select(D.key, D.value).where(D.session_id == session_id).order_by(D.key)).all()
     )
-    messages = _stream_messages(conn, session_id)
     if format == "json":
-        return _write_json(out, session, metadata, messages, read_session_state(conn, session_id))
-    return _write_markdown(out, session, metadata, messages)
+        state = read_session_state(conn, session_id)
+        return _write_json(out, document_head(session, metadata, state), _rows(conn, session_id))
+    return _write_markdown(out, session, metadata, _stream_messages(conn, session_id))
+
+
+def _rows(conn: Connection, session_id: str) -> Iterator[Any]:
+    """The session's rows of ``MESSAGE_ROWS`` in order, as the driver returns them.
+
+    Read in keyset batches of ``_BATCH`` inside the caller's read transaction
+    (one snapshot), so no more than a batch is ever held and no server-side
+    cursor is left open on the connection.
+    """
+    after = None
+    while True:
+        statement = select(*MESSAGE_ROWS).where(M.session_id == session_id)
+        if after is not None:
+            statement = statement.where(M.sequence_number > after)
+        result = conn.execute(statement.order_by(M.sequence_number).limit(_BATCH))
+        try:
+            rows = result.cursor.fetchall()
+        finally:
+            result.close()
+        yield from rows
+        if len(rows) < _BATCH:
+            return
+        after = rows[-1][2]
 
 
 def _stream_messages(conn: Connection, session_id: str) -> Iterator[tuple[MessageRecord, str]]:
     """Each message with its stored ``content`` (NUL shown as U+FFFD where it held one)."""
-    # On the statement, not the connection: the caller's later statements on the
-    # same connection must not inherit a server-side cursor.
     result = conn.execute(
         select(*MESSAGE_COLUMNS)
         .where(M.session_id == session_id)
@@ -229,31 +210,15 @@ def _stream_messages(conn: Connection, session_id: str) -> Iterator[tuple[Messag
         yield message_from_db(row), row.content
 
 
-def _write_json(
-    out: Writer,
-    session: SessionRecord,
-    metadata: Mapping[str, str | None],
-    messages: Iterator[tuple[MessageRecord, str]],
-    state: Mapping[str, Any],
-) -> int:
-    head = {
-        "format": EXPORT_FORMAT,
-        "version": EXPORT_VERSION,
-        "session": session_document(session),
-        "metadata": dict(metadata),
-        # The session's own state; user and app state belong to the owner, not here.
-        "state": dict(state),
-    }
-    # Written by hand around the message list so that no more than one
-    # message is ever held as a document.
-    out.write(json.dumps(head, ensure_ascii=False, indent=2)[:-2])
-    out.write(',\n  "messages": [')
+def _write_json(out: Writer, head: str, rows: Iterator[Any]) -> int:
+    """The document, one message line at a time: no more than a batch of rows is ever held."""
+    out.write(head)
     count = 0
-    for message, stored in messages:
-        out.write("," if count else "")
-        out.write("\n    " + json.dumps(message_document(message, stored), ensure_ascii=False))
+    for row in rows:
+        out.write(MESSAGE_SEPARATOR if count else "\n    ")
+        out.write(message_line(row))
         count += 1
-    out.write("\n  ]\n}\n")
+    out.write(DOCUMENT_TAIL)
     return count
 
 

@@ -22,13 +22,17 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable, Iterator
+from json.scanner import make_scanner
 from typing import Any
 
 from .errors import DatabaseCorruptError, InvalidInput, shown
-from .validation import check_depth, check_text
+from .validation import MAX_JSON_DEPTH, check_depth, check_text
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "StoredItem",
+    "decode_items",
     "encode_content",
     "encode_payload",
     "exact_text",
@@ -53,6 +57,50 @@ def encode_content(value: object, max_bytes: int | None) -> tuple[str, str | Non
     return shown_text, json.dumps(str(value), ensure_ascii=False)
 
 
+#: One message as the framework adapters rebuild their items from it
+#: (:meth:`~sessionstore.message_reads.MessageReads.items`): ``(kind, role,
+#: content, payload)``, the content the caller's exact text, the payload
+#: decoded (``None`` when absent or not JSON, as ``MessageRecord.payload``).
+StoredItem = tuple[str, str, str, Any]
+
+# The C scanner json.loads runs, called on each text directly: json.loads adds
+# a Python-level call chain (decode, raw_decode, two whitespace matches) that
+# costs more than the scan of a small item.
+_scan: Callable[[str, int], tuple[Any, int]] = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def decode_items(rows: Iterable[Any]) -> Iterator[StoredItem]:
+    """Rows of ``(kind, role, content, exact_content, payload)`` as :data:`StoredItem`, lazily.
+
+    Each payload decodes exactly as ``json.loads`` would (a text that is not
+    one JSON value, or nests past the recursion limit, is ``None``); the text
+    is ``exact_content`` when the caller's text held NUL. Lazily, so that an
+    adapter turning each item into a framework object never holds every
+    decoded payload at once: thousands of live dicts made the garbage
+    collector's passes cost more than the decoding.
+    """
+    scan = _scan
+    for kind, role, text, exact, stored in rows:
+        value = None
+        if stored is not None:
+            try:
+                value, end = scan(stored, 0)
+                if end != len(stored):
+                    value = _loaded(stored)  # text after the value, or surrounding spaces
+            except (StopIteration, ValueError, RecursionError, TypeError):
+                # Not JSON text here (leading spaces, or bytes a legacy row may
+                # hold): json.loads decides, as it does for a record.
+                value = _loaded(stored)
+        yield kind, role, text if exact is None else exact_text(exact), value
+
+
+def _loaded(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
 def exact_text(stored: str) -> str:
     """The caller's text from its stored ``exact_content``."""
     try:
@@ -75,6 +123,67 @@ def encode_payload(value: Any, max_bytes: int) -> str | None:
     """
     if value is None:
         return None
+    if not _plain(value):
+        return _encode_checked(value, max_bytes)
+    # Only dicts (text keys), lists, text, numbers, booleans and None, at most
+    # MAX_JSON_DEPTH deep, so no cycle: JSON holds each exactly, and the round
+    # trip _encode_checked makes would find nothing. NaN and infinities, lone
+    # surrogates and integers too long to print are still refused below.
+    try:
+        encoded = _dumps(value)
+        size = len(encoded) if encoded.isascii() else len(encoded.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # before ValueError, its base class
+        raise InvalidInput(f"payload holds a lone surrogate at position {exc.start}") from None
+    except ValueError as exc:
+        raise InvalidInput(
+            f"payload must be JSON (dict, list, str, number, bool, None): {exc}"
+        ) from None
+    except RecursionError:
+        raise InvalidInput("payload is nested too deeply to store") from None
+    if size > max_bytes:
+        raise InvalidInput(f"payload is {size} bytes of JSON, more than the limit of {max_bytes}")
+    return encoded
+
+
+# Cycles are ruled out by _plain (a cycle is deeper than any limit), so the
+# encoder does not track the containers it is in.
+_dumps = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, check_circular=False, separators=(",", ":")
+).encode
+_LEAVES = frozenset((str, int, float, bool, type(None)))
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is made of exactly dict (text keys), list and JSON scalars, shallow enough.
+
+    One pass, a level at a time, on exact types: anything else (a subclass, a
+    tuple, a key that is not text, a container past MAX_JSON_DEPTH, a cycle)
+    answers ``False`` and goes the checked way, which refuses what it must.
+    """
+    level = [value]
+    leaves = _LEAVES
+    for _ in range(MAX_JSON_DEPTH):
+        below: list[Any] = []
+        for item in level:
+            kind = item.__class__
+            if kind is dict:
+                for key in item:
+                    if key.__class__ is not str:
+                        return False
+                below.extend(item.values())
+            elif kind is list:
+                below.extend(item)
+            elif kind not in leaves:
+                return False
+        if not below:
+            return True
+        level = below
+    # Values left MAX_JSON_DEPTH levels down: only scalars may sit there.
+    return all(item.__class__ in leaves for item in level)
+
+
+def _encode_checked(value: Any, max_bytes: int) -> str:
+    """:func:`encode_payload` for any value: checked, encoded, decoded and compared."""
     check_depth("payload", value)
     try:
         encoded = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))

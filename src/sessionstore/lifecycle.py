@@ -15,10 +15,11 @@ with :class:`SessionArchived`. Snapshots outlive the purge of their session
 in that module.
 
 Each operation on a session is one transaction that first takes the id's
-lock (:mod:`sessionstore.ids`); ``sweep`` and ``purge`` take one per
-session, re-checking under the lock that the session is still due, so a
+lock (:mod:`sessionstore.ids`); ``sweep`` and ``purge`` take each
+session's, re-checking under the lock that the session is still due, so a
 session that received a message a moment ago, or that another sweeper
-archived, is left alone. Every action is written to ``lifecycle_events``,
+archived, is left alone (``sweep`` locks up to 100 sessions per
+transaction: :mod:`sessionstore.sweeps`). Every action is written to ``lifecycle_events``,
 which :meth:`Lifecycle.history` reads.
 
 **Owners.** ``StoreConfig.app_timeouts`` gives an app its own default
@@ -33,6 +34,7 @@ same way from the admin view.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -40,7 +42,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     or_,
-    select,
     update,
 )
 
@@ -220,7 +221,12 @@ class Lifecycle(SnapshotMethods):
         dry_run: bool = False,
         progress: Progress | None = None,
     ) -> SweepReport:
-        """Archive every active session past its idle or hard timeout, one transaction each."""
+        """Archive every active session past its idle or hard timeout.
+
+        Each session is re-checked under its lock; sessions are archived in bounded
+        batches, one transaction each (:mod:`sessionstore.sweeps`), a scoped view's
+        one session per transaction.
+        """
         _check_progress(progress)
         now = self._now(now)
         due = self._runner.read(lambda conn: self._candidates(conn, now))
@@ -239,25 +245,24 @@ class Lifecycle(SnapshotMethods):
             return SweepReport(now, False, tuple(archived), skipped=len(due) - len(archived))
         # Many sessions per transaction (sessionstore.sweeps): the same snapshots,
         # statuses and audit lines with a statement per kind of row, not per session.
-        for indexes in sweeps.batches([e.session.message_count for e in due]):
-            batch = [due[i] for i in indexes]
-            archived += self._runner.write(partial(self._archive_batch, batch=batch, now=now))
-            if progress is not None:
-                for done in indexes:
-                    progress(done + 1, len(due))
+        with sweeps.compressors() as pool:
+            for indexes in sweeps.batches([e.session.message_count for e in due]):
+                batch = [due[i] for i in indexes]
+                work = partial(self._archive_batch, batch=batch, now=now, pool=pool)
+                archived += self._runner.write(work)
+                if progress is not None:
+                    for done in indexes:
+                        progress(done + 1, len(due))
         return SweepReport(now, False, tuple(archived), skipped=len(due) - len(archived))
 
     def _archive_batch(
-        self, conn: Connection, batch: Sequence[Expiry], now: datetime
+        self, conn: Connection, batch: Sequence[Expiry], now: datetime, pool: Executor | None
     ) -> list[SweepItem]:
         """Archive those of ``batch`` still due under their locks (taken in id order)."""
         ids = [expiry.session.session_id for expiry in batch]
         for session_id in sorted(ids):
             lock_id(conn, session_id)
-        rows = conn.execute(
-            select(*SESSION_COLUMNS).where(S.session_id.in_(ids)).with_for_update()
-        ).all()
-        current = {row[0]: session_from_db(row) for row in rows}
+        current = sweeps.locked_sessions(conn, ids)
         still_due = []
         for session_id in ids:
             session = current.get(session_id)
@@ -265,7 +270,7 @@ class Lifecycle(SnapshotMethods):
             if session is not None and still is not None:
                 still_due.append((session, still))
         infos = sweeps.archive_many(
-            conn, [(session, f"{still.reason} timeout") for session, still in still_due], now
+            conn, [(session, f"{still.reason} timeout") for session, still in still_due], now, pool
         )
         return [
             SweepItem(session.session_id, still.reason, still.deadline, info.snapshot_id)

@@ -5,7 +5,8 @@ One class, :class:`MessageRepository`, in three modules by concept:
 * :mod:`sessionstore.message_writes`: append one or many (items, caller ids
   and timestamps, state deltas), edit, delete, ``clear``, ``pop``;
 * :mod:`sessionstore.message_reads`: ``get``, ``get_by_client_id``,
-  ``history`` pages, ``iterate`` streams, ``recent``, ``since``;
+  ``history`` pages, ``iterate`` streams, ``recent``, ``since``, and
+  ``items`` (what the framework adapters rebuild their items from);
 * :mod:`sessionstore.message_sql`: the statements and how rows become
   records (:data:`MESSAGE_COLUMNS`, :func:`message_from_db`, re-exported here);
 

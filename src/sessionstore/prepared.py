@@ -44,11 +44,13 @@ R = TypeVar("R")
 class Prepared:
     """A Core statement, compiled once per dialect, run with plain parameters."""
 
-    __slots__ = ("_compiled", "_statement")
+    __slots__ = ("_compiled", "_runs", "_statement")
 
     def __init__(self, statement: Executable) -> None:
         self._statement = statement
         self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+        #: Per dialect: the SQL text and a function of the parameters giving the driver's.
+        self._runs: dict[str, tuple[str, Callable[[Mapping[str, Any]], Any]]] = {}
 
     @property
     def statement(self) -> Executable:
@@ -74,18 +76,49 @@ class Prepared:
 
     def execute(self, dbapi_connection: Any, dialect: Dialect, params: Mapping[str, Any]) -> Any:
         """Run on a DBAPI connection; returns its cursor."""
-        sql, order, defaults = self.render(dialect)
-        merged = {**defaults, **params} if defaults else params
+        run = self._runs.get(dialect.name)
+        if run is None:
+            run = self._runs[dialect.name] = _driver_parameters(*self.render(dialect))
         cursor = dbapi_connection.cursor()
-        if order is None:
-            cursor.execute(sql, merged)
-        else:
-            cursor.execute(sql, [merged[name] for name in order])
+        cursor.execute(run[0], run[1](params))
         return cursor
+
+
+def _driver_parameters(
+    sql: str, order: tuple[str, ...] | None, defaults: dict[str, Any]
+) -> tuple[str, Callable[[Mapping[str, Any]], Any]]:
+    """The SQL, and a function turning named parameters into the driver's.
+
+    Positional drivers get one tuple built by a generated function (no merged
+    dict, no comprehension: it is on every hot statement); a parameter the
+    caller does not give takes the statement's literal.
+    """
+    if order is None:
+        if not defaults:
+            return sql, _same
+        return sql, lambda params: {**defaults, **params}
+    namespace: dict[str, Any] = {}
+    items = []
+    for i, name in enumerate(order):
+        if name in defaults:
+            namespace[f"d{i}"] = defaults[name]
+            items.append(f"p.get({name!r}, d{i})")
+        else:
+            items.append(f"p[{name!r}]")
+    exec(f"def values(p):\n    return ({', '.join(items)}{',' if items else ''})\n", namespace)
+    values: Callable[[Mapping[str, Any]], Any] = namespace["values"]
+    return sql, values
+
+
+def _same(params: Mapping[str, Any]) -> Mapping[str, Any]:
+    return params
 
 
 def to_db_time(value: datetime, dialect_name: str) -> Any:
     """An aware datetime in the form the column stores."""
+    if value.tzinfo is UTC and dialect_name == "sqlite":
+        # The store's own clock: the text without the "+00:00" (no conversion to make).
+        return value.isoformat(sep=" ", timespec="microseconds")[:-6]
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     if dialect_name == "sqlite":
@@ -126,6 +159,15 @@ _PARSED: dict[str, datetime] = {}
 _PARSED_LIMIT = 4096
 
 
+def parsed_times() -> Mapping[Any, datetime]:
+    """The stored texts :func:`from_db_time` has parsed lately, and what they parsed to.
+
+    A page builder looks a value up here first (one dict lookup, no call) and
+    calls :func:`from_db_time` on a miss; only stored text is ever a key.
+    """
+    return _PARSED
+
+
 def record_builder(cls: type[R]) -> Callable[..., R]:
     """A function taking a frozen slotted dataclass's fields by position and returning it.
 
@@ -134,10 +176,16 @@ def record_builder(cls: type[R]) -> Callable[..., R]:
     ``object.__setattr__`` of the generated ``__init__`` is avoided.
     """
     names = [field.name for field in dataclasses.fields(cast(Any, cls))]
+    args = ", ".join(f"a{i}" for i in range(len(names)))
+    if issubclass(cls, tuple):
+        # A tuple-backed record (records.tuple_backed): the fields are the tuple.
+        scope: dict[str, Any] = {"new": tuple.__new__, "cls": cls}
+        exec(f"def build({args}):\n    return new(cls, ({args},))\n", scope)
+        built: Callable[..., R] = scope["build"]
+        return built
     namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
     for i, name in enumerate(names):
         namespace[f"set{i}"] = cls.__dict__[name].__set__
-    args = ", ".join(f"a{i}" for i in range(len(names)))
     body = "".join(f"    set{i}(o, a{i})\n" for i in range(len(names)))
     exec(f"def build({args}):\n    o = new(cls)\n{body}    return o\n", namespace)
     build: Callable[..., R] = namespace["build"]

@@ -11,9 +11,16 @@ BY rank)`` — never ``DISTINCT`` over a join, which is how the legacy layer
 returned duplicates and hid real matches. Pages are keyset pages on
 ``(rank, session_id)`` (or ``(last_activity, session_id)`` for
 ``order="recent"``). The statements are in :mod:`sessionstore.search_sql`.
+The same pages are first sought more cheaply: by relevance among the best
+messages only (:func:`_top_ranked`), newest first by walking the newest
+sessions (:mod:`sessionstore.search_recent`); either one hands over to the
+full statement when it cannot tell its page exact, or would cost more. On
+SQLite one search's statements read one snapshot of the file.
 
 What a caller's text may cost is bounded before anything runs (words,
 prefixes, ``NEAR`` groups, nesting, bytes: :mod:`sessionstore.search_text`);
+an advanced query is admitted by the cost of ranking it, its matches counted
+first (``search_run.admit``);
 snippets are cut for the page's rows only, each from a bounded head of its
 row (``search_sql.SNIPPET_SCAN`` characters), so their cost is fixed per row;
 and each search runs under a time limit (:data:`TIME_LIMIT`: a progress
@@ -42,13 +49,16 @@ from .messages import MESSAGE_WIDTH, message_from_db
 from .owners import Owner, check_owner, narrow, owner_params
 from .prepared import to_db_time
 from .records import MessageRecord, Page, SessionRecord
+from .search_recent import recent_walk, walk_sql
 from .search_run import (
     TIME_LIMIT,
     Fetch,
+    admit,
     fetch_postgres,
     fetch_raw,
     page_snippets,
     postgres_time_limit,
+    sqlite_snapshot,
     sqlite_time_limit,
 )
 from .search_sql import (
@@ -59,10 +69,11 @@ from .search_sql import (
     TITLE_SNIPPETS,
     WIDTH,
     Order,
+    match_count_sql,
     messages_sql,
     sessions_sql,
 )
-from .search_text import Mode, check_advanced, clean, fts5_plain, tsquery_plain
+from .search_text import Mode, check_advanced, clean, fts5_plain, ranked_words, tsquery_plain
 from .sessions import check_status, session_from_db
 from .transactions import Raw, Runner
 from .validation import (
@@ -202,8 +213,16 @@ class SearchRepository:
             "owner": (scope[0] is not None, scope[1] is not None),
         }
         sql = sessions_sql(dialect, order, **shape)
-        # By relevance, the page is first sought among the best messages only.
+        # By relevance, the page is first sought among the best messages only; by
+        # recency, among the newest sessions only.
         top_sql = sessions_sql(dialect, order, **shape, top=True) if order == "relevance" else None
+        walk = None
+        if order == "recent":
+            walk_shape = {key: shape[key] for key in ("model", "status", "since", "after", "owner")}
+            walk = (
+                walk_sql(dialect, **walk_shape, resume=False),
+                walk_sql(dialect, **walk_shape, resume=True),
+            )
         params: dict[str, Any] = {
             "query": fts_query,
             "title_weight": TITLE_WEIGHT,
@@ -219,10 +238,18 @@ class SearchRepository:
                 params["after_a"] = to_db_time(after[0], dialect)
             params["after_b"] = after[1]
 
+        words = ranked_words(fts_query, dialect)
+        count_sql = match_count_sql(dialect, shape["owner"])
+        count_params = {"query": fts_query, **owner_params(*scope)}
+
         def work(fetch: Fetch) -> Page[SearchHit]:
+            if mode == "advanced":
+                admit(fetch, count_sql, count_params, words)
             rows = None
             if top_sql is not None:
                 rows = _top_ranked(fetch, top_sql, params, limit, fts_query, dialect)
+            elif walk is not None:
+                rows = recent_walk(fetch, dialect, walk, params, limit, words)
             if rows is None:
                 rows = fetch(sql, params)
             page = rows[:limit]
@@ -296,7 +323,13 @@ class SearchRepository:
         if after is not None:
             params["after_a"], params["after_b"] = after
 
+        words = ranked_words(fts_query, dialect)
+        count_sql = match_count_sql(dialect, (scope[0] is not None, scope[1] is not None))
+        count_params = {"query": fts_query, **owner_params(*scope)}
+
         def work(fetch: Fetch) -> Page[MessageHit]:
+            if mode == "advanced":
+                admit(fetch, count_sql, count_params, words)
             rows = fetch(sql, params)
             page = rows[:limit]
             ids = [row[0] for row in page]
@@ -326,7 +359,7 @@ class SearchRepository:
         if self._runner.dialect == "sqlite":
 
             def on_raw(raw: Raw) -> T:
-                with sqlite_time_limit(raw.dbapi) as expired:
+                with sqlite_snapshot(raw.dbapi), sqlite_time_limit(raw.dbapi) as expired:
                     return work(partial(fetch_raw, raw, mode, expired))
 
             return self._runner.fast_read(on_raw)

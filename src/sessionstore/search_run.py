@@ -42,6 +42,7 @@ from .search_sql import (
     HIGHLIGHT_START,
     MARK_END,
     MARK_START,
+    MESSAGE_TOTAL,
     SNIPPET_BEFORE,
     SNIPPET_SCAN,
     SNIPPET_WIDTH,
@@ -50,14 +51,17 @@ from .search_text import Mode, _fts5_counts
 from .transactions import Raw
 
 __all__ = [
+    "MIN_RANK_BOUND",
     "TIME_LIMIT",
     "Fetch",
+    "admit",
     "fetch_postgres",
     "fetch_raw",
     "finish_snippet",
     "make_snippet",
     "page_snippets",
     "postgres_time_limit",
+    "sqlite_snapshot",
     "sqlite_time_limit",
 ]
 
@@ -68,6 +72,39 @@ Fetch = Callable[[str, dict[str, Any]], Sequence[Any]]
 _PREPARED: dict[str, Prepared] = {}
 # How many SQLite virtual-machine steps pass between two looks at the clock.
 _PROGRESS_STEPS = 10_000
+
+
+#: The least an advanced query may rank, in (message, word) pairs, however few messages
+#: the store holds: so much ranks within a fraction of a second.
+MIN_RANK_BOUND = 100_000
+
+
+def admit(fetch: Fetch, count_sql: str, params: dict[str, Any], words: int) -> None:
+    """Refuse an advanced query whose ranking would cost more than ranking one word in
+    every message of the store: more than that many (matching message, word) pairs.
+
+    Ranking (``bm25``, ``ts_rank``) costs about one step per word of the query per
+    matching message, and an ``OR`` matches the union of its sides: ``w1 OR w2 OR w3 OR
+    w4`` of four common words ranks four words in nearly every message, several times
+    what any plain word or prefix costs. Counting the matches costs a small part of
+    ranking them, and stops at the bound, so a refused query is refused fast. A query
+    of one word (one ranked per match) is admitted uncounted: it is within the bound.
+    ``count_sql`` is ``search_sql.match_count_sql`` (the matches the search would rank:
+    an owner's only), ``params`` its query and owner.
+    """
+    if words <= 1:
+        return
+    total = int(fetch(MESSAGE_TOTAL, params)[0][0] or 0)
+    bound = max(total, MIN_RANK_BOUND)
+    cap = bound // words + 1
+    matches = int(fetch(count_sql, {**params, "cap": cap})[0][0])
+    if matches * words > bound:
+        raise InvalidSearchQuery(
+            f"the search query would rank its {words} words in {matches:,} or more "
+            f"matching messages, more than a search may rank ({bound:,} message-word "
+            "pairs, one word in every stored message): join its words with AND rather "
+            "than OR, or leave out the commonest"
+        )
 
 
 @contextmanager
@@ -87,6 +124,22 @@ def sqlite_time_limit(dbapi: sqlite3.Connection) -> Iterator[Callable[[], bool]]
         yield lambda: expired
     finally:
         dbapi.set_progress_handler(None, 0)
+
+
+@contextmanager
+def sqlite_snapshot(dbapi: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction for the block (unless the caller's is open already): a search
+    of several statements (its walk, its snippets) reads one state of the file."""
+    if dbapi.in_transaction:
+        yield
+        return
+    dbapi.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        dbapi.rollback()
+        raise
+    dbapi.commit()
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from .sessions import SESSION_COLUMNS
 __all__ = [
     "MARK_END",
     "MARK_START",
+    "MESSAGE_TOTAL",
     "NO_OWNER",
     "ORDERS",
     "SNIPPETS",
@@ -35,6 +36,7 @@ __all__ = [
     "Mode",
     "Order",
     "OwnerShape",
+    "match_count_sql",
     "messages_sql",
     "sessions_sql",
 ]
@@ -264,3 +266,28 @@ _MESSAGE_MATCH = {
         "SELECT 1 FROM messages m, q WHERE m.session_id = t.session_id AND m.search_vector @@ q.tsq"
     ),
 }
+
+
+# Admitting an advanced query (``search_run.admit``): how many messages match, counted
+# up to :cap without ranking any (FTS5 walks its doclists; PostgreSQL its GIN index), and
+# how many messages the store holds (its highest id: one look at the primary key).
+_MATCH_COUNT = {
+    "sqlite": "SELECT rowid FROM messages_fts WHERE messages_fts MATCH :query",
+    "postgresql": "SELECT 1 FROM messages m, q WHERE m.search_vector @@ q.tsq",
+}
+MESSAGE_TOTAL = "SELECT coalesce(max(message_id), 0) FROM messages"
+
+
+def match_count_sql(dialect: str, owner: OwnerShape = NO_OWNER) -> str:
+    """The matches a search would rank (an owner's only, as ``_message_hits`` keeps them),
+    counted up to ``:cap``."""
+    hits = _MATCH_COUNT[dialect]
+    if owner != NO_OWNER and dialect == "sqlite":
+        hits += (
+            " AND rowid IN (SELECT m.message_id FROM messages m WHERE m.session_id IN"
+            f" ({_owned_sessions(owner)}))"
+        )
+    elif owner != NO_OWNER:
+        hits += f" AND m.session_id IN ({_owned_sessions(owner)})"
+    prefix = _PG_QUERY if dialect == "postgresql" else ""
+    return f"{prefix}SELECT count(*) FROM ({hits} LIMIT :cap) c"

@@ -21,7 +21,12 @@ every term. So the text is bounded here, before anything runs:
   ``NEAR`` group (on PostgreSQL: no ``<N>`` wider than a phrase) in a query
   with an ``OR`` (the union of a prefix's or a ``NEAR`` group's matches with
   others is the costliest thing the syntax can ask), and brackets nested at
-  most :data:`MAX_DEPTH` deep, all counted before the engine sees the text.
+  most :data:`MAX_DEPTH` deep, all counted before the engine sees the text;
+* and, in ``advanced`` mode, a query is admitted by what ranking it would cost
+  (``search_run.admit``): an ``OR`` ranks each word of its sides in every
+  message of their union, so its matches are counted first (cheaply: no
+  ranking) and the query is refused when matches times words would exceed
+  ranking one word in every message of the store.
 
 A search also stops at a time limit (``search_run.TIME_LIMIT``), and its
 snippets cost a bounded head of each of the page's rows (``search_sql``).
@@ -52,6 +57,7 @@ __all__ = [
     "check_advanced",
     "clean",
     "fts5_plain",
+    "ranked_words",
     "tsquery_plain",
 ]
 
@@ -210,6 +216,15 @@ def check_advanced(query: str, dialect: str) -> str:
             "match of either side would be ranked; use AND, or search for them one at a time"
         )
     return query
+
+
+def ranked_words(query: str, dialect: str) -> int:
+    """How many words the engine's query (plain or advanced, as made here) ranks in each
+    message it matches: every word it names, repetitions included (each is a phrase of
+    its own to the ranking)."""
+    if dialect == "postgresql":
+        return len(_WORD.findall(_TSQUERY_NOISE.sub(" ", query)))
+    return len(_fts5_counts(query)[0])
 
 
 def _fts5_counts(query: str) -> tuple[list[str], list[str], int, int]:

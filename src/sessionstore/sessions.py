@@ -12,7 +12,6 @@ owns the transaction.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,9 +57,11 @@ from .session_sql import (
     delete_session,
     dialect_insert,
     lock_session,
+    new_session_id,
     require_session,
     require_writable,
     session_from_db,
+    sessions_from_db,
 )
 from .transactions import Raw, Runner
 from .validation import (
@@ -142,7 +143,7 @@ class SessionRepository(MetadataMethods):
         model_name = check_optional_text("model_name", model_name)
         title = check_optional_text("title", title)
         chosen = session_id is not None
-        session_id = str(uuid.uuid4()) if session_id is None else check_id("session_id", session_id)
+        session_id = new_session_id() if session_id is None else check_id("session_id", session_id)
         pairs = check_metadata_pairs(metadata)
         idle = check_timeout("idle_timeout", idle_timeout)
         hard = check_timeout("hard_timeout", hard_timeout)
@@ -351,7 +352,7 @@ class SessionRepository(MetadataMethods):
 
         def work(raw: Raw) -> Page[SessionRecord]:
             rows = raw.all(stmt, params)
-            items = tuple(session_from_db(row) for row in rows[:limit])
+            items = tuple(sessions_from_db(rows[:limit] if len(rows) > limit else rows))
             next_cursor = None
             if len(rows) > limit:
                 last = items[-1]

@@ -28,7 +28,6 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import timedelta
@@ -36,8 +35,8 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Dialect, Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import PoolProxiedConnection
 
+from .connection_cache import ConnectionCache
 from .engine import reader, sqlite_path
 from .errors import (
     InvalidStateError,
@@ -90,61 +89,6 @@ class Runner(Protocol):
     def fast_write(self, work: RawWork[T]) -> T: ...
 
     def fast_read(self, work: RawWork[T]) -> T: ...
-
-
-class ConnectionCache:
-    """Driver connections the hot path keeps between calls, on SQLite files.
-
-    Checking a connection out of SQLAlchemy's pool and back in costs about
-    6 µs, as much as the indexed lookup it serves. The hot path keeps up to
-    ``limit`` of its connections (never in a transaction) on a stack instead;
-    ``deque.pop``/``append`` are atomic, so threads share it without a lock.
-    The connections stay checked out of the pool, which still created them
-    (pragmas and all) and still owns them: on an error, a fork or ``close``
-    they go back to it.
-
-    On PostgreSQL (``max_idle`` set) a kept connection idle for longer than
-    ``max_idle`` seconds goes back to the pool and is checked out again, so
-    ``pool_pre_ping`` tests it first; one used a moment ago is trusted. The
-    ping is a round trip of its own: on every call it cost a read of 50
-    messages a third of its time.
-    """
-
-    def __init__(self, engine: Engine, limit: int, *, max_idle: float | None = None) -> None:
-        self._engine = engine
-        self._limit = limit
-        self._max_idle = max_idle
-        self._idle: deque[tuple[PoolProxiedConnection, float]] = deque()
-        self._pid = os.getpid()
-
-    def take(self) -> PoolProxiedConnection:
-        if self._pid != os.getpid():
-            # A forked child must not touch the parent's connections.
-            self._idle = deque()
-            self._pid = os.getpid()
-        try:
-            fairy, since = self._idle.pop()
-        except IndexError:
-            return self._engine.pool.connect()
-        if self._max_idle is not None and time.monotonic() - since > self._max_idle:
-            fairy.close()
-            return self._engine.pool.connect()
-        return fairy
-
-    def give_back(self, fairy: PoolProxiedConnection, *, reusable: bool) -> None:
-        if reusable and len(self._idle) < self._limit and self._pid == os.getpid():
-            self._idle.append((fairy, time.monotonic()))
-        else:
-            fairy.close()
-
-    @property
-    def idle(self) -> int:
-        return len(self._idle)
-
-    def drain(self) -> None:
-        while self._idle:
-            with suppress(Exception):
-                self._idle.pop()[0].close()
 
 
 class StoreRunner:
@@ -247,18 +191,12 @@ class StoreRunner:
         if write and getattr(self._in_transaction, "open", False):
             # The thread's own transaction holds the write lock this one would wait for.
             raise NestedTransactionError()
-        lock = self._lock or (self._writer if write else None)
-        if lock is None:
-            yield
-            return
-        if not lock.acquire(timeout=self._deadline):
-            raise StoreBusyError(
-                "another thread of this process kept the database busy past the busy deadline"
-            )
+        lock = self._take_turn(write)
         try:
             yield
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
 
     def _take_turn(self, write: bool) -> threading.RLock | None:
         """:meth:`_turn` without a generator, for the hot path; release what it returns."""
@@ -267,7 +205,9 @@ class StoreRunner:
         if write and getattr(self._in_transaction, "open", False):
             raise NestedTransactionError()
         lock = self._lock or (self._writer if write else None)
-        if lock is not None and not lock.acquire(timeout=self._deadline):
+        if lock is None:
+            return None
+        if not lock.acquire(timeout=self._deadline):
             raise StoreBusyError(
                 "another thread of this process kept the database busy past the busy deadline"
             )

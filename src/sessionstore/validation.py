@@ -17,7 +17,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from . import errors
 from .errors import InvalidCursor, InvalidInput
@@ -166,16 +166,20 @@ MAX_JSON_DEPTH = 100
 def check_depth(name: str, value: object, max_depth: int = MAX_JSON_DEPTH) -> None:
     """:class:`InvalidInput` if lists and dicts in ``value`` nest deeper than ``max_depth``.
 
-    Walked with an explicit stack, so a value nested 100,000 deep costs no recursion.
+    Walked a level at a time without recursion, so a value nested 100,000 deep
+    (or one that holds itself) costs at most ``max_depth`` levels.
     """
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, list | tuple | dict):
-            if depth >= max_depth:
-                raise InvalidInput(f"{name} is nested more than {max_depth} deep")
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+    level: list[object] = [value]
+    for depth in range(max_depth + 1):
+        below: list[object] = []
+        for item in level:
+            if isinstance(item, list | tuple | dict):
+                if depth >= max_depth:
+                    raise InvalidInput(f"{name} is nested more than {max_depth} deep")
+                below.extend(item.values() if isinstance(item, dict) else item)
+        if not below:
+            return
+        level = below
 
 
 def encode_metadata(value: Mapping[str, Any] | None) -> str | None:
@@ -213,19 +217,63 @@ def cursor_tag(kind: str, bound: Sequence[object]) -> str:
     Not a secret: it only makes a cursor from one query (other filters, terms,
     order or session) fail loudly in another instead of paging it silently wrong.
     """
-    text = repr((kind, *bound)).encode("utf-8", "backslashreplace")
-    return hashlib.blake2b(text, digest_size=6).hexdigest()
+    text = repr((kind, *bound))
+    tag = _TAGS.get(text)
+    if tag is None:
+        data = text.encode("utf-8", "backslashreplace")
+        tag = hashlib.blake2b(data, digest_size=6).hexdigest()
+        if len(text) <= 256:  # bounded: a listing pages many times over a few queries
+            if len(_TAGS) >= 1024:
+                _TAGS.clear()
+            _TAGS[text] = tag
+    return tag
+
+
+#: The tags of the queries paged lately, by the text they digest.
+_TAGS: dict[str, str] = {}
+#: What ``json.dumps(..., separators=(",", ":"))`` uses, built once, not per cursor.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 def encode_cursor(kind: str, bound: Sequence[object], *values: Any) -> str:
     """An opaque cursor: ``kind``, the tag of the query's ``bound`` parameters, ``values``."""
+    # Every page of a listing ends with a cursor: the values JSON writes as they
+    # are (ints, plain ASCII text, datetimes) are written here, without the
+    # encoder; the text is the one json.dumps writes.
+    parts = [_as_json(kind), *(_as_json(v) for v in values)]
+    if None not in parts:
+        written = cast(list[str], parts)
+        text = f'[{written[0]},"{cursor_tag(kind, bound)}",{",".join(written[1:])}]'
+        coded = binascii.b2a_base64(text.encode("ascii"), newline=False)
+        return coded.translate(_URLSAFE).decode("ascii").rstrip("=")
     payload = [
         kind,
         cursor_tag(kind, bound),
         *(v.isoformat() if isinstance(v, datetime) else v for v in values),
     ]
-    raw = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    raw = _COMPACT.encode(payload).encode("utf-8")
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _as_json(value: Any) -> str | None:
+    """``value`` as compact JSON when it needs no escaping; ``None`` otherwise."""
+    cls = value.__class__
+    if cls is int:
+        return str(value)
+    if cls is datetime:
+        return f'"{value.isoformat()}"'
+    if (
+        cls is str
+        and value.isascii()
+        and value.isprintable()
+        and '"' not in value
+        and "\\" not in value
+    ):
+        return f'"{value}"'
+    return None
 
 
 def decode_cursor(
@@ -258,6 +306,8 @@ def _reject_constant(name: str) -> Any:
 
 
 _SCALARS = json.JSONDecoder(parse_constant=_reject_constant)
+#: What only a nested (or spaced) array holds after its opening bracket.
+_NOT_FLAT = re.compile(r"[\[{ \t\n\r]")
 
 
 def _flat_list(text: str) -> list[Any]:
@@ -268,6 +318,11 @@ def _flat_list(text: str) -> list[Any]:
     """
     if len(text) < 2 or text[0] != "[" or text[-1] != "]":
         raise ValueError("not a JSON array")
+    if not _NOT_FLAT.search(text, 1):
+        # No bracket, brace or whitespace after the opening one (what every
+        # cursor made here is): nothing can nest, so one parse is the same.
+        flat: list[Any] = _SCALARS.decode(text)
+        return flat
     items: list[Any] = []
     position = 1
     if text == "[]":

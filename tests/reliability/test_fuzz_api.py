@@ -165,6 +165,7 @@ SPECS: dict[str, Spec] = {
     "messages.get": READ,
     "messages.get_by_client_id": Spec(reads=True, args={"client_msg_id": lambda c: "fuzz-cid"}),
     "messages.history": READ,
+    "messages.items": READ,
     "messages.iterate": READ,
     "messages.pop": WRITE,
     "messages.recent": READ,

@@ -247,6 +247,7 @@ class AsyncMessages(Wrapper[MessageRepository]):
     get_by_client_id = awaitable(MessageRepository.get_by_client_id)
     history = awaitable(MessageRepository.history)
     iterate = async_iterator(MessageRepository.iterate)
+    items = awaitable(MessageRepository.items)
     recent = awaitable(MessageRepository.recent)
     since = awaitable(MessageRepository.since)
     window = awaitable(MessageRepository.window)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Literal, TypeVar
@@ -52,6 +52,7 @@ from ..errors import (
     StoreClosedError,
     shown,
 )
+from ..items import StoredItem, decode_items
 from ..records import MessageRecord, NewMessage
 from ..scoped import ScopedStore
 from ..store import SessionStore
@@ -311,20 +312,18 @@ def append_items(
     )
 
 
-def read_all(store: View, session_id: str) -> list[MessageRecord]:
-    """Every message of the session, oldest first; none for a session not created yet."""
-    try:
-        return list(store.messages.iterate(session_id))
-    except SessionNotFound:
-        return []
+def read_items(store: View, session_id: str, last: int | None = None) -> Iterator[StoredItem]:
+    """Every message (or the last ``last``) as ``(kind, role, content, payload)``, oldest first.
 
-
-def read_recent(store: View, session_id: str, n: int) -> list[MessageRecord]:
-    """The last ``n`` messages, oldest first; none for a session not created yet."""
+    None for a session not created yet. What ``store.messages.items`` reads,
+    decoded one item at a time as the adapter turns each into its
+    framework's object (see :func:`~sessionstore.items.decode_items`).
+    """
     try:
-        return store.messages.recent(session_id, n)
+        rows = store.messages._item_rows(session_id, last)
     except SessionNotFound:
-        return []
+        return iter(())
+    return decode_items(rows)
 
 
 def pop_last(store: View, session_id: str, on_archived: OnArchived) -> MessageRecord | None:

@@ -40,11 +40,12 @@ lifecycle sweep archived is reactivated by the next write; with
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 from ..errors import InvalidInput, shown
-from ..records import MessageRecord, NewMessage
+from ..items import StoredItem
+from ..records import NewMessage
 from ..store import SessionStore
 from ..validation import check_id, check_role
 from . import (
@@ -56,8 +57,7 @@ from . import (
     clear_all,
     clip,
     joined,
-    read_all,
-    read_recent,
+    read_items,
     require,
 )
 
@@ -134,8 +134,7 @@ def _args_text(args: object) -> str:
         return repr(args)
 
 
-def _by_role(record: MessageRecord) -> BaseMessage:
-    role, text = record.role, record.content
+def _by_role(role: str, text: str) -> BaseMessage:
     if role == "user":
         return HumanMessage(content=text)
     if role == "assistant":
@@ -147,11 +146,13 @@ def _by_role(record: MessageRecord) -> BaseMessage:
     return ChatMessage(role=role, content=text)
 
 
-def _as_message(record: MessageRecord) -> BaseMessage:
-    payload = record.payload
-    if record.kind.startswith(KIND_PREFIX) and isinstance(payload, dict):
-        return messages_from_dict([payload])[0]
-    return _by_role(record)
+def _as_messages(rows: Iterable[StoredItem]) -> list[BaseMessage]:
+    return [
+        messages_from_dict([payload])[0]
+        if kind.startswith(KIND_PREFIX) and isinstance(payload, dict)
+        else _by_role(role, content)
+        for kind, role, content, payload in rows
+    ]
 
 
 class SessionStoreChatMessageHistory(Linked, BaseChatMessageHistory):
@@ -227,12 +228,12 @@ class SessionStoreChatMessageHistory(Linked, BaseChatMessageHistory):
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
         """Every message, oldest first."""
         store = self._check_open()
-        return [_as_message(record) for record in read_all(store, self.session_id)]
+        return _as_messages(read_items(store, self.session_id))
 
     def recent(self, n: int) -> list[BaseMessage]:
         """The last ``n`` messages, oldest first, read on the index (``messages`` reads all)."""
         store = self._check_open()
-        return [_as_message(record) for record in read_recent(store, self.session_id, n)]
+        return _as_messages(read_items(store, self.session_id, n))
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Append ``messages`` in order, in one transaction (all or none)."""
@@ -250,14 +251,12 @@ class SessionStoreChatMessageHistory(Linked, BaseChatMessageHistory):
     async def aget_messages(self) -> list[BaseMessage]:
         store = self._check_open()
         session_id = self.session_id
-        records = await self._link.read(lambda: read_all(store, session_id))
-        return [_as_message(record) for record in records]
+        return await self._link.read(lambda: _as_messages(read_items(store, session_id)))
 
     async def arecent(self, n: int) -> list[BaseMessage]:
         store = self._check_open()
         session_id = self.session_id
-        records = await self._link.read(lambda: read_recent(store, session_id, n))
-        return [_as_message(record) for record in records]
+        return await self._link.read(lambda: _as_messages(read_items(store, session_id, n)))
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         store = self._check_open()

@@ -37,10 +37,11 @@ never change the session.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Self, cast
 
 from ..errors import InvalidInput, shown
+from ..items import StoredItem
 from ..records import MessageRecord, NewMessage
 from ..store import SessionStore
 from ..validation import check_id, check_kind, check_role
@@ -54,8 +55,7 @@ from . import (
     clip,
     joined,
     pop_last,
-    read_all,
-    read_recent,
+    read_items,
     require,
 )
 
@@ -116,24 +116,33 @@ def item_kind(item: Mapping[str, Any]) -> str:
 
 def item_role(item: Mapping[str, Any]) -> str:
     """The role an item is stored under (see the module docstring)."""
+    return _kind_role(item)[1]
+
+
+def _kind_role(item: Mapping[str, Any]) -> tuple[str, str]:
+    kind = item_kind(item)
     role = item.get("role")
     if role is not None:
         try:
-            return check_role(role)
+            return kind, check_role(role)
         except InvalidInput:
             pass
-    return "tool" if item_kind(item).endswith("_output") else "assistant"
+    return kind, "tool" if kind.endswith("_output") else "assistant"
+
+
+#: Values that hold no text, told apart by exact type before the (slower) Mapping check.
+_NO_TEXT = frozenset((int, float, bool, type(None)))
 
 
 def _collect(value: Any, parts: list[str], depth: int) -> None:
     if isinstance(value, str):
         parts.append(value)
-    elif depth >= _MAX_DEPTH:
+    elif depth >= _MAX_DEPTH or value.__class__ in _NO_TEXT:
         return
     elif isinstance(value, list):
         for element in value:
             _collect(element, parts, depth + 1)
-    elif isinstance(value, Mapping):
+    elif value.__class__ is dict or isinstance(value, Mapping):
         for key in _TEXT_KEYS:
             if key in value:
                 _collect(value[key], parts, depth + 1)
@@ -149,15 +158,31 @@ def item_text(item: Mapping[str, Any]) -> str:
     return joined(parts)
 
 
-def _as_item(record: MessageRecord) -> TResponseInputItem:
-    payload = record.payload
+def _as_item(kind: str, role: str, content: str, payload: Any) -> TResponseInputItem:
     # The item this adapter stored under its kind (the common case checked first).
     if isinstance(payload, dict) and (
-        payload.get("type", "message") == record.kind or item_kind(payload) == record.kind
+        payload.get("type", "message") == kind or item_kind(payload) == kind
     ):
         return cast("TResponseInputItem", payload)
-    role = record.role if record.role in _MESSAGE_ROLES else "user"
-    return cast("TResponseInputItem", {"role": role, "content": record.content})
+    return cast(
+        "TResponseInputItem",
+        {"role": role if role in _MESSAGE_ROLES else "user", "content": content},
+    )
+
+
+def _as_items(rows: Iterable[StoredItem]) -> list[TResponseInputItem]:
+    # _as_item's common case inline: a call per item costs more than the check.
+    items: list[Any] = [
+        payload
+        if payload.__class__ is dict and payload.get("type", "message") == kind
+        else _as_item(kind, role, content, payload)
+        for kind, role, content, payload in rows
+    ]
+    return items
+
+
+def _record_item(record: MessageRecord) -> TResponseInputItem:
+    return _as_item(record.kind, record.role, record.content, record.payload)
 
 
 class SessionStoreSession(Linked):
@@ -221,11 +246,9 @@ class SessionStoreSession(Linked):
     def _row(self, item: object, max_bytes: int) -> NewMessage:
         if not isinstance(item, Mapping):
             raise InvalidInput(f"an item must be a dict, not {shown(item)}")
+        kind, role = _kind_role(item)
         return NewMessage(
-            role=item_role(item),
-            content=clip(item_text(item), max_bytes),
-            kind=item_kind(item),
-            payload=item,
+            role=role, content=clip(item_text(item), max_bytes), kind=kind, payload=item
         )
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
@@ -240,11 +263,8 @@ class SessionStoreSession(Linked):
         session_id = self.session_id
         if n == 0:
             return []
-        if n is None or n < 0:
-            records = await self._link.read(lambda: read_all(store, session_id))
-        else:
-            records = await self._link.read(lambda: read_recent(store, session_id, n))
-        return [_as_item(record) for record in records]
+        last = None if n is None or n < 0 else n
+        return await self._link.read(lambda: _as_items(read_items(store, session_id, last)))
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Append ``items`` in order, in one transaction (all or none)."""
@@ -263,7 +283,7 @@ class SessionStoreSession(Linked):
         store = self._check_open()
         session_id, on_archived = self.session_id, self._on_archived
         record = await self._link.write(lambda: pop_last(store, session_id, on_archived))
-        return None if record is None else _as_item(record)
+        return None if record is None else _record_item(record)
 
     async def clear_session(self) -> None:
         """Remove every item; the session itself, its metadata and its state stay."""
