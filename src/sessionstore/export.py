@@ -1,7 +1,8 @@
 """Export a whole session as JSON or Markdown.
 
 Exports stream: the session is read inside one read transaction (one
-consistent snapshot, even while other writers append) and written message
+consistent snapshot, even while other writers append: on PostgreSQL a
+``REPEATABLE READ`` one, ``transactions.one_snapshot``) and written message
 by message to the caller's file object, so a session larger than memory
 exports in constant memory.
 
@@ -15,9 +16,9 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol
+from typing import IO, Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import Connection, select
 
@@ -38,12 +39,13 @@ from .owners import Owner, guarded
 from .records import MessageRecord, SessionRecord
 from .sessions import SESSION_COLUMNS, session_from_db
 from .state import read_session_state
-from .transactions import Runner
+from .transactions import Runner, one_snapshot
 from .validation import check_id
 
 __all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "export_session", "write_session"]
 
 Format = Literal["json", "markdown"]
+T = TypeVar("T")
 
 
 class Writer(Protocol):
@@ -77,7 +79,11 @@ def export_session(
     if out is None:
         buffer = io.StringIO()
         runner.read(
-            guarded(owner, session_id, lambda conn: write_session(conn, session_id, format, buffer))
+            _one_snapshot(
+                guarded(
+                    owner, session_id, lambda conn: write_session(conn, session_id, format, buffer)
+                )
+            )
         )
         return buffer.getvalue()
     if isinstance(out, str | bytes) or not callable(getattr(out, "write", None)):
@@ -89,7 +95,9 @@ def export_session(
         raise InvalidInput("out is closed; open the file again, or leave out to get a string")
     target = _Checked(out)
     runner.read(
-        guarded(owner, session_id, lambda conn: write_session(conn, session_id, format, target))
+        _one_snapshot(
+            guarded(owner, session_id, lambda conn: write_session(conn, session_id, format, target))
+        )
     )
     return None
 
@@ -127,10 +135,12 @@ def export_to_path(
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
             with open(fd, "w", encoding="utf-8", newline="") as out:
                 runner.read(
-                    guarded(
-                        owner,
-                        session_id,
-                        lambda conn: write_session(conn, session_id, format, _Checked(out)),
+                    _one_snapshot(
+                        guarded(
+                            owner,
+                            session_id,
+                            lambda conn: write_session(conn, session_id, format, _Checked(out)),
+                        )
                     )
                 )
         except OSError as exc:
@@ -173,6 +183,16 @@ def write_session(conn: Connection, session_id: str, format: Format, out: Writer
         state = read_session_state(conn, session_id)
         return _write_json(out, document_head(session, metadata, state), _rows(conn, session_id))
     return _write_markdown(out, session, metadata, _stream_messages(conn, session_id))
+
+
+def _one_snapshot(work: Callable[[Connection], T]) -> Callable[[Connection], T]:
+    """``work`` in a transaction that reads one state (its keyset batches, its owner check)."""
+
+    def run(conn: Connection) -> T:
+        one_snapshot(conn)
+        return work(conn)
+
+    return run
 
 
 def _rows(conn: Connection, session_id: str) -> Iterator[Any]:

@@ -208,11 +208,16 @@ def _stored_message(item: Any, index: int) -> dict[str, Any]:
 
 
 def _stored_json(value: Any, name: str) -> str | None:
-    """A snapshot's JSON value as the compact text the store keeps (None stays None)."""
+    """A snapshot's JSON value as the compact text the store keeps (None stays None).
+
+    A legacy payload may hold what new input may not (``1e999`` reads as infinity,
+    ``NaN``): the snapshot wrote it as the json module spells it, and it is stored back
+    so, or the purged session's messages could never be restored.
+    """
     if value is None:
         return None
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError):
         raise InvalidInput(f"the snapshot's {name} is malformed") from None
 

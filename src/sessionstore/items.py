@@ -27,7 +27,7 @@ from json.scanner import make_scanner
 from typing import Any
 
 from .errors import DatabaseCorruptError, InvalidInput, shown
-from .validation import MAX_JSON_DEPTH, check_depth, check_text
+from .validation import MAX_JSON_DEPTH, check_depth, check_text, written_values
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
@@ -157,11 +157,17 @@ def _plain(value: Any) -> bool:
     """Whether ``value`` is made of exactly dict (text keys), list and JSON scalars, shallow enough.
 
     One pass, a level at a time, on exact types: anything else (a subclass, a
-    tuple, a key that is not text, a container past MAX_JSON_DEPTH, a cycle)
-    answers ``False`` and goes the checked way, which refuses what it must.
+    tuple, a key that is not text, a container past MAX_JSON_DEPTH, a cycle,
+    more than :data:`_PLAIN_VALUES` values) answers ``False`` and goes the
+    checked way, which refuses what it must.
     """
     level = [value]
     leaves = _LEAVES
+    # A level lists a value as often as it is held: a list holding itself
+    # twice doubles it at each step. Past the budget (checked after each
+    # container, so one level never outgrows it by more than one container's
+    # own values), the checked way decides, which walks each container once.
+    budget = _PLAIN_VALUES
     for _ in range(MAX_JSON_DEPTH):
         below: list[Any] = []
         for item in level:
@@ -171,20 +177,35 @@ def _plain(value: Any) -> bool:
                     if key.__class__ is not str:
                         return False
                 below.extend(item.values())
+                if len(below) > budget:
+                    return False
             elif kind is list:
                 below.extend(item)
+                if len(below) > budget:
+                    return False
             elif kind not in leaves:
                 return False
         if not below:
             return True
+        budget -= len(below)
         level = below
     # Values left MAX_JSON_DEPTH levels down: only scalars may sit there.
     return all(item.__class__ in leaves for item in level)
 
 
+#: The most values (all levels together) the fast way of :func:`encode_payload` looks at.
+_PLAIN_VALUES = 1 << 20
+
+
 def _encode_checked(value: Any, max_bytes: int) -> str:
     """:func:`encode_payload` for any value: checked, encoded, decoded and compared."""
     check_depth("payload", value)
+    most = max(max_bytes, _PLAIN_VALUES)
+    if written_values(value, most) > most:
+        # Each value JSON writes takes a byte at least; refused before json.dumps
+        # writes out a list held 2**60 times over (fewer values: json.dumps
+        # writes them, and the size it finds is the one reported).
+        raise InvalidInput(f"payload is more than the limit of {max_bytes} bytes of JSON")
     try:
         encoded = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         size = len(encoded.encode("utf-8"))

@@ -116,8 +116,9 @@ def _same(params: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def to_db_time(value: datetime, dialect_name: str) -> Any:
     """An aware datetime in the form the column stores."""
-    if value.tzinfo is UTC and dialect_name == "sqlite":
-        # The store's own clock: the text without the "+00:00" (no conversion to make).
+    if value.tzinfo is UTC and value.__class__ is datetime and dialect_name == "sqlite":
+        # The store's own clock: the text without the "+00:00" (no conversion to
+        # make). Only a plain datetime: a subclass may write its offset otherwise.
         return value.isoformat(sep=" ", timespec="microseconds")[:-6]
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)

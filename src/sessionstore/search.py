@@ -15,7 +15,8 @@ The same pages are first sought more cheaply: by relevance among the best
 messages only (:func:`_top_ranked`), newest first by walking the newest
 sessions (:mod:`sessionstore.search_recent`); either one hands over to the
 full statement when it cannot tell its page exact, or would cost more. On
-SQLite one search's statements read one snapshot of the file.
+SQLite one search's statements read one snapshot of the file; on PostgreSQL
+one ``REPEATABLE READ`` snapshot (``transactions.one_snapshot``).
 
 What a caller's text may cost is bounded before anything runs (words,
 prefixes, ``NEAR`` groups, nesting, bytes: :mod:`sessionstore.search_text`);
@@ -75,7 +76,7 @@ from .search_sql import (
 )
 from .search_text import Mode, check_advanced, clean, fts5_plain, ranked_words, tsquery_plain
 from .sessions import check_status, session_from_db
-from .transactions import Raw, Runner
+from .transactions import Raw, Runner, one_snapshot
 from .validation import (
     aware_utc,
     check_id,
@@ -365,6 +366,7 @@ class SearchRepository:
             return self._runner.fast_read(on_raw)
 
         def on_conn(conn: Connection) -> T:
+            one_snapshot(conn)  # a walk's statements, its snippets: one state
             with postgres_time_limit(conn):
                 return work(partial(fetch_postgres, conn, mode))
 

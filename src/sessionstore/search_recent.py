@@ -35,6 +35,7 @@ statement, which is then the cheaper.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -210,6 +211,16 @@ def _ranks(fetch: Fetch, dialect: str, query: str, message_ids: list[int]) -> di
     return {message_id: float(rank) for message_id, rank in rows}
 
 
+def _message_count(stored: Any) -> int:
+    """A session's stored message count, as the walk's cost: a legacy value that is no
+    finite number (text, an infinite real) counts as none (the page never depends on it)."""
+    if stored.__class__ is int:
+        return int(stored)
+    if isinstance(stored, float) and math.isfinite(stored):
+        return int(stored)
+    return 0
+
+
 def _count(fetch: Fetch, dialect: str, query: str, cap: int, words: int) -> int:
     """What ranking the newest messages' matches would cost (matches times the query's
     ranked ``words``), counted up to ``cap``, among the newest ``_SPAN_PER_MATCH * cap``."""
@@ -250,7 +261,7 @@ def recent_walk(
     titles: dict[str, float] = {}
     while True:
         sessions = [tuple(row) for row in fetch(sql, {**walk_params, "k": k})]
-        read += sum(int(row[_MESSAGES] or 0) for row in sessions)
+        read += sum(_message_count(row[_MESSAGES]) for row in sessions)
         if read > counted:
             cap = max(_MIN_COUNT, _COUNT_FACTOR * read, 1)
             if _count(fetch, dialect, query, cap, words) < cap:

@@ -79,6 +79,9 @@ MAX_DEPTH = 8
 
 # A word as both engines index it: letters and digits (``_`` separates).
 _WORD = re.compile(r"[^\W_]+")
+# A word as FTS5's ``unicode61`` indexes it: also characters of the private use areas
+# (category Co, a word character to it), which the counts of advanced mode must see.
+_FTS5_WORD = re.compile(r"(?:[^\W_]|[\ue000-\uf8ff\U000f0000-\U000ffffd\U00100000-\U0010fffd])+")
 
 
 def clean(query: object) -> str:
@@ -254,6 +257,6 @@ def _fts5_counts(query: str) -> tuple[list[str], list[str], int, int]:
             previous = []
             continue
         text = token[1:-1].replace('""', '"') if token.startswith('"') else token
-        previous = _WORD.findall(text)
+        previous = _FTS5_WORD.findall(text)
         words.extend(previous)
     return words, prefixes, near, ors

@@ -23,7 +23,7 @@ from itertools import islice
 from typing import Any
 
 from .errors import DatabaseCorruptError, InvalidInput
-from .validation import check_id, shown
+from .validation import MAX_JSON_VALUES, check_id, shown, written_values
 
 __all__ = [
     "MAX_DELTA_KEYS",
@@ -163,6 +163,11 @@ def _check_json(name: str, value: object) -> None:
 
 def encode_value(name: str, value: object, max_bytes: int | None) -> str:
     """The value as compact JSON text; :class:`InvalidInput` if it is not JSON or too big."""
+    most = max(max_bytes or 0, MAX_JSON_VALUES)
+    if written_values(value, most) > most:
+        # Each value takes a byte of JSON at least; refused before the leaf-by-leaf
+        # walk below would visit a list held 2**60 times over 2**60 times.
+        raise InvalidInput(f"{name} holds more than {most:,} JSON values")
     _check_json(name, value)
     try:
         encoded = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))

@@ -35,6 +35,7 @@ it is left active, without a snapshot.
 
 from __future__ import annotations
 
+import math
 import os
 import zlib
 from collections.abc import Iterator, Sequence
@@ -86,11 +87,19 @@ _INSERT_SNAPSHOTS = insert(Snapshot).returning(N.snapshot_id, sort_by_parameter_
 _INSERT_EVENTS = insert(LifecycleEvent)
 
 
-def batches(counts: Sequence[int]) -> list[range]:
+def _weight(stored: Any) -> int:
+    """A session's stored message count, as a batch counts it: a legacy value that is no
+    finite number (text, an infinite real) is unknown, so the session is streamed alone."""
+    if stored.__class__ is int or (isinstance(stored, float) and math.isfinite(stored)):
+        return max(0, int(stored))
+    return BATCH_MESSAGES + 1
+
+
+def batches(counts: Sequence[Any]) -> list[range]:
     """Consecutive index ranges of sessions (by message count) within the batch bounds."""
     found: list[range] = []
     start = messages = 0
-    for i, count in enumerate(counts):
+    for i, count in enumerate(map(_weight, counts)):
         if i > start and (i - start >= BATCH_SESSIONS or messages + count > BATCH_MESSAGES):
             found.append(range(start, i))
             start, messages = i, 0
@@ -137,10 +146,10 @@ def archive_many(
     if not due:
         return []
     ids = [session.session_id for session, _ in due]
-    small = [i for i, (session, _) in enumerate(due) if session.message_count <= BATCH_MESSAGES]
+    small = [i for i, (s, _) in enumerate(due) if _weight(s.message_count) <= BATCH_MESSAGES]
     infos: dict[int, SnapshotInfo] = {}
     for i, (session, reason) in enumerate(due):
-        if session.message_count > BATCH_MESSAGES:
+        if _weight(session.message_count) > BATCH_MESSAGES:
             # Streamed, a message at a time: a session of any size fits in memory.
             infos[i] = take_snapshot(conn, session.session_id, now, reason)
     if small:

@@ -37,7 +37,7 @@ from sqlalchemy import Connection, Dialect, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .connection_cache import ConnectionCache
-from .engine import reader, sqlite_path
+from .engine import _BEGIN_OPTION, reader, sqlite_path
 from .errors import (
     InvalidStateError,
     NestedTransactionError,
@@ -48,7 +48,7 @@ from .errors import (
 )
 from .prepared import Prepared
 
-__all__ = ["Raw", "Runner", "StoreRunner", "TransactionRunner"]
+__all__ = ["Raw", "Runner", "StoreRunner", "TransactionRunner", "one_snapshot"]
 
 T = TypeVar("T")
 #: Seconds a kept PostgreSQL connection is reused without the pool's ping.
@@ -363,3 +363,22 @@ def driver_errors(dialect: Dialect) -> tuple[type[BaseException], ...]:
     if dbapi is not None and isinstance(getattr(dbapi, "Error", None), type):
         errors.append(dbapi.Error)
     return tuple(errors)
+
+
+def one_snapshot(conn: Connection) -> None:
+    """Make a read of several statements see one state of the database.
+
+    SQLite's read transaction is one snapshot already. PostgreSQL's default
+    (``READ COMMITTED``) lets each statement see what committed before it: a
+    walk or an export of keyset batches would mix states (a message appended
+    between two batches, a session deleted between two statements of one search).
+    The store's own read transaction (:func:`sessionstore.engine.reader`) is made
+    ``REPEATABLE READ`` when nothing has run in it yet; a caller's transaction
+    (``store.transaction()``, which writes) is left as the caller began it.
+    """
+    if conn.dialect.name != "postgresql" or _BEGIN_OPTION not in conn.get_execution_options():
+        return
+    info = getattr(conn.connection.dbapi_connection, "info", None)
+    # psycopg's ``pq.TransactionStatus.IDLE`` (0): no BEGIN sent yet, nothing run.
+    if info is not None and int(info.transaction_status) == 0:
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

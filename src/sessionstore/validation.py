@@ -15,7 +15,7 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -161,6 +161,10 @@ def check_duration(value: object) -> float | None:
 #: a value accepted near the interpreter's recursion limit would make export,
 #: archive and the sweep fail with ``RecursionError`` later.
 MAX_JSON_DEPTH = 100
+#: Values (each item of a list or dict, nested ones included) a JSON value may hold
+#: beyond its byte limit: counted before anything writes the value out or walks it
+#: leaf by leaf, so a list held 2**60 times over costs a few levels, not 2**60 steps.
+MAX_JSON_VALUES = 2**20
 
 
 def check_depth(name: str, value: object, max_depth: int = MAX_JSON_DEPTH) -> None:
@@ -170,6 +174,7 @@ def check_depth(name: str, value: object, max_depth: int = MAX_JSON_DEPTH) -> No
     (or one that holds itself) costs at most ``max_depth`` levels.
     """
     level: list[object] = [value]
+    budget = _LISTED_VALUES
     for depth in range(max_depth + 1):
         below: list[object] = []
         for item in level:
@@ -177,9 +182,66 @@ def check_depth(name: str, value: object, max_depth: int = MAX_JSON_DEPTH) -> No
                 if depth >= max_depth:
                     raise InvalidInput(f"{name} is nested more than {max_depth} deep")
                 below.extend(item.values() if isinstance(item, dict) else item)
+                if len(below) > budget:
+                    # A level lists a value as often as it is held (a list holding
+                    # itself twice doubles it at each step): walk each container once.
+                    _check_depth_once(name, value, max_depth)
+                    return
         if not below:
             return
+        budget -= len(below)
         level = below
+
+
+#: The most values (all levels together) :func:`check_depth` lists before it
+#: walks each container once instead.
+_LISTED_VALUES = 1 << 20
+
+
+def _check_depth_once(name: str, value: object, max_depth: int) -> None:
+    """:func:`check_depth`, each level holding a container once however often it is held."""
+    level: Iterable[object] = (value,)
+    for depth in range(max_depth + 1):
+        below: dict[int, object] = {}
+        for item in level:
+            if isinstance(item, list | tuple | dict):
+                if depth >= max_depth:
+                    raise InvalidInput(f"{name} is nested more than {max_depth} deep")
+                for child in item.values() if isinstance(item, dict) else item:
+                    if isinstance(child, list | tuple | dict):
+                        below[id(child)] = child
+        if not below:
+            return
+        level = below.values()
+
+
+def written_values(value: Any, most: int) -> int:
+    """How many values JSON would write for ``value`` (counted up to just past ``most``).
+
+    Each container is visited once per level, with how often it is held: a
+    value holding the same list many times over is counted without being
+    written out. ``value`` has passed :func:`check_depth`, so holds no cycle.
+    """
+    count = 0
+    level: dict[int, tuple[Any, int]] = {id(value): (value, 1)}
+    while level:
+        below: dict[int, tuple[Any, int]] = {}
+        for item, times in level.values():
+            if isinstance(item, dict):
+                children: Iterable[Any] = item.values()
+            elif isinstance(item, list | tuple):
+                children = item
+            else:
+                continue
+            count += times * len(item)
+            if count > most:
+                return count
+            for child in children:
+                if isinstance(child, list | tuple | dict):
+                    held = below.get(id(child))
+                    below[id(child)] = (child, times + (0 if held is None else held[1]))
+        level = below
+    return count
 
 
 def encode_metadata(value: Mapping[str, Any] | None) -> str | None:
@@ -188,6 +250,10 @@ def encode_metadata(value: Mapping[str, Any] | None) -> str | None:
     if not isinstance(value, Mapping):
         raise InvalidInput(f"metadata must be a mapping, not {type(value).__name__}")
     check_depth("metadata", dict(value))
+    if written_values(dict(value), MAX_JSON_VALUES) > MAX_JSON_VALUES:
+        # Counted without writing: a list held 2**60 times over is refused before
+        # json.dumps would try to write it out.
+        raise InvalidInput(f"metadata holds more than {MAX_JSON_VALUES:,} JSON values")
     try:
         encoded = json.dumps(dict(value), ensure_ascii=False, allow_nan=False)
         encoded.encode("utf-8")
@@ -243,7 +309,8 @@ def encode_cursor(kind: str, bound: Sequence[object], *values: Any) -> str:
     parts = [_as_json(kind), *(_as_json(v) for v in values)]
     if None not in parts:
         written = cast(list[str], parts)
-        text = f'[{written[0]},"{cursor_tag(kind, bound)}",{",".join(written[1:])}]'
+        written.insert(1, f'"{cursor_tag(kind, bound)}"')  # no values: no trailing comma
+        text = f"[{','.join(written)}]"
         coded = binascii.b2a_base64(text.encode("ascii"), newline=False)
         return coded.translate(_URLSAFE).decode("ascii").rstrip("=")
     payload = [
