@@ -129,12 +129,17 @@ def encode_payload(value: Any, max_bytes: int) -> str | None:
     # MAX_JSON_DEPTH deep, so no cycle: JSON holds each exactly, and the round
     # trip _encode_checked makes would find nothing. NaN and infinities, lone
     # surrogates and integers too long to print are still refused below.
+    return _encoded(_dumps, value, max_bytes)
+
+
+def _encoded(dumps: Callable[[Any], str], value: Any, max_bytes: int) -> str:
+    """``dumps(value)``, its failures and a size past ``max_bytes`` as :class:`InvalidInput`."""
     try:
-        encoded = _dumps(value)
+        encoded = dumps(value)
         size = len(encoded) if encoded.isascii() else len(encoded.encode("utf-8"))
     except UnicodeEncodeError as exc:  # before ValueError, its base class
         raise InvalidInput(f"payload holds a lone surrogate at position {exc.start}") from None
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise InvalidInput(
             f"payload must be JSON (dict, list, str, number, bool, None): {exc}"
         ) from None
@@ -197,6 +202,11 @@ def _plain(value: Any) -> bool:
 _PLAIN_VALUES = 1 << 20
 
 
+def _checked_dumps(value: Any) -> str:
+    """``json.dumps`` with cycle checks, for values not known to be plain."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def _encode_checked(value: Any, max_bytes: int) -> str:
     """:func:`encode_payload` for any value: checked, encoded, decoded and compared."""
     check_depth("payload", value)
@@ -206,19 +216,7 @@ def _encode_checked(value: Any, max_bytes: int) -> str:
         # writes out a list held 2**60 times over (fewer values: json.dumps
         # writes them, and the size it finds is the one reported).
         raise InvalidInput(f"payload is more than the limit of {max_bytes} bytes of JSON")
-    try:
-        encoded = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        size = len(encoded.encode("utf-8"))
-    except UnicodeEncodeError as exc:  # before ValueError, its base class
-        raise InvalidInput(f"payload holds a lone surrogate at position {exc.start}") from None
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(
-            f"payload must be JSON (dict, list, str, number, bool, None): {exc}"
-        ) from None
-    except RecursionError:
-        raise InvalidInput("payload is nested too deeply to store") from None
-    if size > max_bytes:
-        raise InvalidInput(f"payload is {size} bytes of JSON, more than the limit of {max_bytes}")
+    encoded = _encoded(_checked_dumps, value, max_bytes)
     try:
         back = json.loads(encoded)
         same = back == value

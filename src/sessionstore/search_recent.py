@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .search_run import Fetch
-from .search_sql import _PG_QUERY, ORDERS, SESSION_SELECT, WIDTH, OwnerShape
+from .search_sql import _PG_QUERY, ORDERS, SESSION_SELECT, WIDTH, OwnerShape, session_filters
 from .session_sql import SESSION_COLUMNS
 
 __all__ = ["recent_walk", "walk_sql"]
@@ -75,21 +75,11 @@ def walk_sql(
 ) -> str:
     """The next ``:k`` sessions in page order that pass the filters (``resume``: after
     the walk's last one)."""
-    where = ["1 = 1"]
-    if model:
-        where.append("s.model_id = :model_id")
-    if status:
-        where.append("s.status = :status")
-    if since:
-        where.append("s.last_activity >= :since")
-    if after:
-        where.append(ORDERS["recent"][1])
+    keyset = ORDERS["recent"][1] if after else None
+    filters = session_filters(model=model, status=status, since=since, keyset=keyset, owner=owner)
+    where = ["1 = 1", *filters]
     if resume:
         where.append("(s.last_activity, s.session_id) < (:walk_a, :walk_b)")
-    if owner[0]:
-        where.append("s.app = :owner_app")
-    if owner[1]:
-        where.append("s.user_id = :owner_user")
     return (
         f"SELECT {SESSION_SELECT} FROM sessions s WHERE {' AND '.join(where)}"
         f" ORDER BY {ORDERS['recent'][0]} LIMIT :k"

@@ -38,6 +38,7 @@ __all__ = [
     "OwnerShape",
     "match_count_sql",
     "messages_sql",
+    "session_filters",
     "sessions_sql",
 ]
 
@@ -99,6 +100,26 @@ def _owner_where(alias: str, owner: OwnerShape) -> str:
     return text + (f" AND {alias}.user_id = :owner_user" if owner[1] else "")
 
 
+def session_filters(
+    *, model: bool, status: bool, since: bool, keyset: str | None, owner: OwnerShape
+) -> list[str]:
+    """The conditions on the session ``s`` that a search's filters and cursor set."""
+    where = []
+    if model:
+        where.append("s.model_id = :model_id")
+    if status:
+        where.append("s.status = :status")
+    if since:
+        where.append("s.last_activity >= :since")
+    if keyset is not None:
+        where.append(keyset)
+    if owner[0]:
+        where.append("s.app = :owner_app")
+    if owner[1]:
+        where.append("s.user_id = :owner_user")
+    return where
+
+
 def _owned_sessions(owner: OwnerShape) -> str:
     """The owner's session ids (on ``ix_sessions_app_user_id_last_activity``)."""
     return f"SELECT o.session_id FROM sessions o WHERE 1 = 1{_owner_where('o', owner)}"
@@ -153,19 +174,9 @@ def sessions_sql(
     page is exact or ``:k`` must grow.
     """
     order_by, keyset = ORDERS[order]
-    where = ["b.pick = 1"]
-    if model:
-        where.append("s.model_id = :model_id")
-    if status:
-        where.append("s.status = :status")
-    if since:
-        where.append("s.last_activity >= :since")
-    if after:
-        where.append(keyset)
-    if owner[0]:
-        where.append("s.app = :owner_app")
-    if owner[1]:
-        where.append("s.user_id = :owner_user")
+    page = keyset if after else None
+    filters = session_filters(model=model, status=status, since=since, keyset=page, owner=owner)
+    where = ["b.pick = 1", *filters]
     prefix = _PG_QUERY + ", " if dialect == "postgresql" else "WITH "
     messages_limit = " ORDER BY rank, message_id LIMIT :k" if top else ""
     extra = ""
