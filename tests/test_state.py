@@ -285,6 +285,20 @@ def test_append_commits_its_state_delta_with_the_message(store: SessionStore) ->
     assert store.state.merged(sid) == {"app:version": 2, "step": 2}
 
 
+def test_a_batch_of_no_messages_still_writes_its_state_delta(store: SessionStore) -> None:
+    """``append_many(sid, [], state_delta=…)`` is a state write: applied, or refused as one."""
+    sid = owned(store)
+    assert store.messages.append_many(sid, [], state_delta=StateDelta(session={"s": 1})) == []
+    assert store.state.get(sid) == {"s": 1}
+    assert store.sessions.get(sid).message_count == 0
+    with pytest.raises(SessionNotFound):
+        store.messages.append_many("no-such-session", [], state_delta=StateDelta(session={"s": 1}))
+    store.lifecycle.archive(sid)
+    with pytest.raises(SessionArchived):
+        store.messages.append_many(sid, [], state_delta=StateDelta(session={"s": 2}))
+    assert store.messages.append_many(sid, []) == []  # nothing to write: nothing checked
+
+
 def test_a_failing_append_leaves_state_unchanged(store: SessionStore) -> None:
     sid = owned(store)
     store.state.update(sid, {"step": 0})

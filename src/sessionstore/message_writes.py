@@ -211,7 +211,7 @@ class MessageWrites:
         fields. An item whose ``client_msg_id`` is stored already is a retry (its
         stored message is returned in its place) or :class:`DuplicateMessageId`.
         ``state_delta`` is written in the same transaction (not when every message
-        was a retry of one already stored).
+        was a retry of one already stored; with no messages, the delta alone).
         """
         session_id = check_id("session_id", session_id)
         if isinstance(messages, str | bytes | Mapping | io.IOBase) or not isinstance(
@@ -223,7 +223,7 @@ class MessageWrites:
         if len(client_ids) != len(set(client_ids)):
             raise InvalidInput("client_msg_id values must be distinct within one batch")
         delta = check_state_delta(state_delta, max_value_bytes=self._max_bytes)
-        if not batch:
+        if not batch and delta is None:
             return []
         now = self._clock()
         touch = any(item["ts"] is not None for item in batch)
@@ -295,8 +295,11 @@ class MessageWrites:
                     if item["cid"] in stored:
                         _retry_or_refuse(stored[item["cid"]], item)
             # The delta before the rows (it may refuse; nothing is written then),
-            # and only when a message is new: a retried batch applied it already.
-            if delta is not None and any(item["cid"] not in stored for item in batch):
+            # and only when a message is new (a retried batch applied it already)
+            # or there is none: a delta alone is a state write to the session.
+            if delta is not None and (
+                not batch or any(item["cid"] not in stored for item in batch)
+            ):
                 apply_state_delta(conn, session_id, delta)
             raw = Raw(conn.connection.dbapi_connection, conn.dialect)
             ids = insert(raw, last_seq, stored)
