@@ -248,13 +248,22 @@ def test_sweep_every_keeps_sweeping_until_interrupted(sqlite_url: str, tmp_path:
     """The foreground loop: sweeps at once, reports each turn, stops cleanly on Ctrl-C."""
     ids = seed(sqlite_url)
     script = Path(sys.executable).with_name("sessionstore")
-    proc = subprocess.Popen(
-        [str(script), "sweep", "--every", "1h", "--db", sqlite_url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    # Ctrl-C as a terminal sends it: a shell that started this run in the
+    # background made SIGINT ignored, and an ignored signal stays so across exec.
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [str(script), "sweep", "--every", "1h", "--db", sqlite_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         deadline = time.monotonic() + 30
         while status(sqlite_url, ids["stale"]) != "archived" and time.monotonic() < deadline:
