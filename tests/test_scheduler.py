@@ -267,7 +267,10 @@ def test_background_scheduler_archives_purges_and_stops_with_the_store(
         assert store.sessions.get(late).status == "active"
         clock.advance(minutes=10)
         assert wait_for(lambda: store.sessions.get(late).status == "archived")
-        assert scheduler.last_sweep is not None and scheduler.last_sweep.now == clock.now
+        # The turn's report is published after its sweep committed: wait for it too.
+        assert wait_for(
+            lambda: scheduler.last_sweep is not None and scheduler.last_sweep.now == clock.now
+        )
         assert all(r == "idle timeout" for r in (e.reason for e in store.lifecycle.history(late)))
     finally:
         store.close()
