@@ -4,7 +4,8 @@ The project does not commit the frameworks' tests: ``scripts/upstream-tests``
 fetches them before pytest runs (``make test`` does both). Without them (no
 network, or ADK's suite not asked for), each ``upstream/`` conftest reports its
 directory as one skipped test, ``upstream/NOTICE::not-fetched``, whose reason
-names the absent files, rather than letting pytest fail on a missing import.
+names the absent files, rather than letting pytest fail on a missing import;
+and the tests each conftest lists as not applicable are deselected here.
 """
 
 from __future__ import annotations
@@ -65,3 +66,20 @@ def skip_collector(
         return notice
 
     return pytest_collect_file
+
+
+def deselect_not_applicable(
+    config: pytest.Config, items: list[pytest.Item], here: Path, names: Iterable[str]
+) -> None:
+    """Deselect the tests of ``here`` named in ``names`` (each conftest's ``NOT_APPLICABLE``)."""
+    skipped = set(names)
+    kept, dropped = [], []
+    for item in items:
+        name = getattr(item, "originalname", item.name)
+        if item.path.parent == here and name in skipped:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

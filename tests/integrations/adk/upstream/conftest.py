@@ -51,7 +51,7 @@ pytest.importorskip("google.adk")
 
 from sessionstore.integrations.adk import SessionStoreService
 
-from ...upstream_files import FETCH, missing, skip_collector
+from ...upstream_files import FETCH, deselect_not_applicable, missing, skip_collector
 
 #: ADK's files this directory runs, as NOTICE lists them (fetched, never committed).
 UPSTREAM = ("test_session_service.py", "_conformance.py")
@@ -345,14 +345,4 @@ NOT_APPLICABLE: dict[str, str] = {
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    kept, dropped = [], []
-    for item in items:
-        name = getattr(item, "originalname", item.name)
-        if item.path.parent == here and name in NOT_APPLICABLE:
-            dropped.append(item)
-        else:
-            kept.append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    deselect_not_applicable(config, items, Path(__file__).parent, NOT_APPLICABLE)

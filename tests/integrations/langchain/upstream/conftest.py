@@ -41,7 +41,7 @@ from sqlalchemy.engine import make_url
 from sessionstore.integrations import StoreLink
 from sessionstore.integrations.langchain import SessionStoreChatMessageHistory
 
-from ...upstream_files import FETCH, missing, skip_collector
+from ...upstream_files import FETCH, deselect_not_applicable, missing, skip_collector
 
 #: LangChain's files this directory runs, as NOTICE lists them (fetched, never committed).
 UPSTREAM = ("test_chat_history.py", "test_history.py", "pydantic_utils.py", "test_sql.py")
@@ -148,14 +148,4 @@ def _sessionstore_in_place_of_langchain_histories(
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    kept, dropped = [], []
-    for item in items:
-        name = getattr(item, "originalname", item.name)
-        if item.path.parent == here and name in NOT_APPLICABLE:
-            dropped.append(item)
-        else:
-            kept.append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    deselect_not_applicable(config, items, Path(__file__).parent, NOT_APPLICABLE)

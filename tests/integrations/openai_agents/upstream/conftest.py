@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sessionstore.integrations import StoreLink
 from sessionstore.integrations.openai_agents import SessionStoreSession
 
-from ...upstream_files import FETCH, missing, skip_collector
+from ...upstream_files import FETCH, deselect_not_applicable, missing, skip_collector
 
 #: The SDK's files this directory runs, as NOTICE lists them (fetched, never committed).
 UPSTREAM = (
@@ -275,14 +275,4 @@ def _sessionstore_in_place_of_the_sdk_stores(
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    kept, dropped = [], []
-    for item in items:
-        name = getattr(item, "originalname", item.name)
-        if item.path.parent == here and name in NOT_APPLICABLE:
-            dropped.append(item)
-        else:
-            kept.append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    deselect_not_applicable(config, items, Path(__file__).parent, NOT_APPLICABLE)
