@@ -1,7 +1,8 @@
 """The three sides of the user workloads (``workloads.py``): ours, the raw layer, the floor.
 
 * ``ours``: ``SessionStore.open(url)`` with default settings, called through
-  the public API as the README shows; one store shared by every thread.
+  the public API as the README shows; one store shared by every thread;
+  sessions without a model id, like the floor's and the peers'.
 * ``raw``: :class:`baseline.RawStore` on a file the store created: the
   store's schema, triggers and SQL on one bare connection per thread,
   rows as dicts.
@@ -32,7 +33,9 @@ class OursClient:
         self._cursors: dict[tuple[str, int], str | None] = {}
 
     def create(self, session_id: str) -> str:
-        return self.store.sessions.create("gpt-4o").session_id
+        # No model id, as the floor and the peers store none: a session with one
+        # is also in the per-model listing index, which each append then rewrites.
+        return self.store.sessions.create().session_id
 
     def append(self, session_id: str, role: str, content: str) -> Any:
         return self.store.messages.append(session_id, role, content)
@@ -82,7 +85,7 @@ class RawClient:
         self.raw.conn.execute("BEGIN IMMEDIATE")
         self.raw.conn.execute(
             "INSERT INTO sessions (session_id, model_id, status, created_at, updated_at,"
-            " last_activity) VALUES (?, 'gpt-4o', 'active', ?, ?, ?)"
+            " last_activity) VALUES (?, NULL, 'active', ?, ?, ?)"
             " ON CONFLICT DO NOTHING RETURNING session_id",
             (session_id, now, now, now),
         ).fetchone()

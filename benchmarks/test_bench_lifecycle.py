@@ -8,7 +8,7 @@ would), then one ``UPDATE`` moves every session's ``last_activity`` two
 hours into the past. The store runs with an idle timeout of 1 h and no hard
 timeout, and ``sweep(now=...)`` is measured once (``pedantic``, one round):
 each of the 10,000 sessions is re-checked under its lock, snapshotted (the
-export JSON, zlib level 6), marked archived and logged, in transactions of up
+export JSON, zlib at ``snapshots.LEVEL``), marked archived and logged, in transactions of up
 to ``sweeps.BATCH_SESSIONS`` sessions (``sessionstore.sweeps``; the snapshots
 are compressed on up to ``sweeps.COMPRESS_THREADS`` threads).
 

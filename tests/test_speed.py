@@ -9,7 +9,7 @@
 * Revision 0007: an append rewrites only the session indexes its session is
   in (WAL frames mapped to their b-trees with ``dbstat``), and the lists and
   the purge still search an ordered index.
-* SQLite connections checkpoint every ``WAL_AUTOCHECKPOINT_PAGES`` pages.
+* SQLite connections checkpoint every ``WAL_AUTOCHECKPOINT_PAGES`` (1,000) pages.
 * The sweep archives in bounded batches (``sessionstore.sweeps``): each
   swept session gets the snapshot, status and audit line ``archive`` gives.
 """
@@ -178,11 +178,11 @@ def test_the_purge_walks_archived_sessions_by_archive_time(tmp_path: Path) -> No
     assert plan == ["SEARCH sessions USING INDEX ix_sessions_archived_archived_at (archived_at<?)"]
 
 
-def test_sqlite_connections_checkpoint_less_often(tmp_path: Path) -> None:
+def test_sqlite_connections_checkpoint_every_thousand_pages(tmp_path: Path) -> None:
     with SessionStore.open(f"sqlite:///{tmp_path / 's.db'}") as store:
         with store.engine.connect() as conn:
             pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
-        assert pages == WAL_AUTOCHECKPOINT_PAGES > 1000
+        assert pages == WAL_AUTOCHECKPOINT_PAGES == 1000
 
 
 # --- the sweep's batches ---------------------------------------------------------------

@@ -49,12 +49,16 @@ from .models import Session, Snapshot
 from .owners import Owner
 from .records import SessionRecord, SnapshotInfo
 
-__all__ = ["SNAPSHOT_FORMAT", "list_snapshots", "prune", "restore", "take_snapshot"]
+__all__ = ["LEVEL", "SNAPSHOT_FORMAT", "list_snapshots", "prune", "restore", "take_snapshot"]
 
 S = Session.__table__.c
 N = Snapshot.__table__.c
 
 SNAPSHOT_FORMAT = "sessionstore.session+json+zlib"
+#: zlib's level for every snapshot, a sweep's included. Level 1 compresses a
+#: 20-message session's 14 KB of JSON in 90 µs, level 6 in 215 µs for 7% fewer
+#: bytes (2.49x against 2.68x): at level 6 zlib was most of a sweep's time.
+LEVEL = 1
 
 SNAPSHOT_COLUMNS = (
     N.snapshot_id,
@@ -71,7 +75,7 @@ class _Compressor:
     """A text sink that compresses as it goes: a snapshot never exists uncompressed."""
 
     def __init__(self) -> None:
-        self._zlib = zlib.compressobj(level=6)
+        self._zlib = zlib.compressobj(level=LEVEL)
         self._chunks: list[bytes] = []
         self.raw_bytes = 0
 

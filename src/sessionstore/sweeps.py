@@ -16,9 +16,10 @@ lines in one ``executemany``.
 
 Each snapshot is the export's JSON document, character for character,
 formatted by :mod:`sessionstore.export_json`, and the zlib stream
-``snapshots.take_snapshot`` stores (level 6), restored the same way. Once
-the JSON is that cheap, zlib is half of the sweep's CPU time (about 300 µs
-of 650 for a session of 20 messages); it releases the GIL, so the batch's
+``snapshots.take_snapshot`` stores (``snapshots.LEVEL``), restored the same
+way. Once the JSON is that cheap, zlib is the largest part of the sweep's CPU
+time (at level 6 about 215 µs of 575 for a session of 20 messages; at level
+1, 90 µs); it releases the GIL, so the batch's
 documents are compressed on :data:`COMPRESS_THREADS` other thread
 (:func:`compressors`, one pool per sweep) while the sweep's own thread
 formats the next ones: with a second CPU free the sweep takes about half
@@ -52,7 +53,7 @@ from .export_json import MESSAGE_ROWS, session_text
 from .models import LifecycleEvent, Message, Session, SessionMetadata, SessionState, Snapshot
 from .records import SessionRecord, SnapshotInfo
 from .session_sql import SESSION_COLUMNS, session_from_db
-from .snapshots import SNAPSHOT_FORMAT, take_snapshot
+from .snapshots import LEVEL, SNAPSHOT_FORMAT, take_snapshot
 from .statedelta import decode_value
 
 __all__ = [
@@ -70,10 +71,8 @@ BATCH_SESSIONS = 100
 #: Messages (by the sessions' counts) snapshotted in one transaction, at most.
 BATCH_MESSAGES = 10_000
 #: Threads compressing a sweep's snapshots (none with a single CPU). One is enough:
-#: a snapshot's zlib costs a little less than its reading and formatting.
+#: a snapshot's zlib costs less than its reading and formatting.
 COMPRESS_THREADS = 1
-#: zlib's level, as ``snapshots.take_snapshot`` compresses.
-LEVEL = 6
 #: Sessions compressed per task handed to the pool.
 _CHUNK = 8
 
