@@ -71,8 +71,8 @@ APPEND_SQL = _sql(
     ("last_seq_1", "role", "content", "ts", "tokens", "duration", "meta", "cid", "kind",
      "payload", "exact", "sid", "status_1"),
 )  # fmt: skip
-RECENT_SQL = _sql(_messages.RECENT, ("sid", "limit", "param_1"))
-HISTORY_SQL = _sql(_messages.HISTORY, ("sid", "after", "limit", "param_1"))
+RECENT_SQL = _sql(_messages.RECENT.plain, ("sid", "limit", "param_1"))
+HISTORY_SQL = _sql(_messages.HISTORY.plain, ("sid", "after", "limit", "param_1"))
 MESSAGE_GET_SQL = _sql(_messages.GET, ("mid",))
 SESSION_GET_SQL = _sql(_sessions._GET, ("session_id",))
 LIST_FIRST_SQL = _sql(_sessions._list_statement(False, False, False), ("limit", "param_1"))

@@ -42,8 +42,8 @@ def _sql(prepared: Prepared) -> tuple[str, dict[str, Any]]:
 
 
 APPEND_SQL, APPEND_DEFAULTS = _sql(message_sql.APPEND)
-RECENT_SQL, RECENT_DEFAULTS = _sql(message_sql.RECENT)
-HISTORY_SQL, HISTORY_DEFAULTS = _sql(message_sql.HISTORY)
+RECENT_SQL, RECENT_DEFAULTS = _sql(message_sql.RECENT.plain)
+HISTORY_SQL, HISTORY_DEFAULTS = _sql(message_sql.HISTORY.plain)
 LIST_SQL, LIST_DEFAULTS = _sql(_sessions._list_statement(False, False, False))
 
 

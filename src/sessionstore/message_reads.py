@@ -16,7 +16,7 @@ from typing import Any
 from . import message_sql as sql
 from .errors import InvalidInput, MessageNotFound
 from .items import StoredItem, decode_items
-from .message_sql import message_from_db, require_exists, session_messages
+from .message_sql import message_from_db, read_session, require_exists
 from .owners import Owner, guarded, guarded_message
 from .prepared import to_db_time
 from .records import MessageRecord, Page
@@ -106,12 +106,13 @@ class MessageReads:
             after = min(after, -self._first_sequence() - 1)
 
         def work(raw: Raw) -> Page[MessageRecord]:
-            rows = raw.all(sql.HISTORY, {"sid": session_id, "after": after, "limit": limit + 1})
-            if not rows:
+            params = {"sid": session_id, "after": after, "limit": limit + 1}
+            records = read_session(raw, sql.HISTORY, params, session_id)
+            if not records:
                 require_exists(raw, session_id)
-            items = tuple(session_messages(rows[:limit] if len(rows) > limit else rows, session_id))
+            items = tuple(records[:limit] if len(records) > limit else records)
             next_cursor = None
-            if len(rows) > limit:
+            if len(records) > limit:
                 last = items[-1].sequence_number
                 next_cursor = encode_cursor(_CURSOR, (session_id,), last)
                 if 0 <= last < 2**63:  # what decode_cursor accepts
@@ -142,22 +143,24 @@ class MessageReads:
         first = self._batch(session_id, start, batch, check=True)
         return self._stream(session_id, first, batch)
 
-    def _batch(self, session_id: str, after: int, size: int, *, check: bool) -> list[Any]:
-        def work(raw: Raw) -> list[Any]:
-            rows = raw.all(sql.HISTORY, {"sid": session_id, "after": after, "limit": size})
-            if not rows and check:
+    def _batch(self, session_id: str, after: int, size: int, *, check: bool) -> list[MessageRecord]:
+        def work(raw: Raw) -> list[MessageRecord]:
+            params = {"sid": session_id, "after": after, "limit": size}
+            records = read_session(raw, sql.HISTORY, params, session_id)
+            if not records and check:
                 require_exists(raw, session_id)
-            return rows
+            return records
 
         return self._runner.fast_read(guarded(self._owner, session_id, work))
 
-    def _stream(self, session_id: str, rows: list[Any], size: int) -> Iterator[MessageRecord]:
-        while rows:
-            records = session_messages(rows, session_id)
+    def _stream(
+        self, session_id: str, records: list[MessageRecord], size: int
+    ) -> Iterator[MessageRecord]:
+        while records:
             yield from records
-            if len(rows) < size:
+            if len(records) < size:
                 return
-            rows = self._batch(session_id, records[-1].sequence_number, size, check=False)
+            records = self._batch(session_id, records[-1].sequence_number, size, check=False)
 
     def recent(self, session_id: str, n: int = 50) -> list[MessageRecord]:
         """The last ``n`` messages (any number; 0 gives none), oldest first."""
@@ -165,11 +168,12 @@ class MessageReads:
         n = _count("n", n, 0, _ALL)
 
         def work(raw: Raw) -> list[MessageRecord]:
-            rows = raw.all(sql.RECENT, {"sid": session_id, "limit": n}) if n else []
-            if not rows:
+            params = {"sid": session_id, "limit": n}
+            records = read_session(raw, sql.RECENT, params, session_id) if n else []
+            if not records:
                 require_exists(raw, session_id)
-            rows.reverse()
-            return session_messages(rows, session_id)
+            records.reverse()
+            return records
 
         return self._runner.fast_read(guarded(self._owner, session_id, work))
 
@@ -218,9 +222,9 @@ class MessageReads:
                 "after": to_db_time(after, raw.dialect.name),
                 "limit": count,
             }
-            rows = raw.all(sql.SINCE, params) if count else []
-            if not rows:
+            records = read_session(raw, sql.SINCE, params, session_id) if count else []
+            if not records:
                 require_exists(raw, session_id)
-            return session_messages(rows, session_id)
+            return records
 
         return self._runner.fast_read(guarded(self._owner, session_id, work))
