@@ -302,7 +302,8 @@ def test_since_reads_by_time(store: SessionStore, clock: FakeClock) -> None:
 @pytest.mark.parametrize(
     ("name", "params", "index"),
     [
-        ("SINCE", ("s", "2026", 5, 0), "ix_messages_session_id_timestamp"),
+        ("SINCE.plain", ("s", "2026", 5, 0), "ix_messages_session_id_timestamp"),
+        ("SINCE.full", ("s", "2026", 5, 0), "ix_messages_session_id_timestamp"),
         ("POP", ("s", 1, 0), "sqlite_autoindex_messages"),
         ("BATCH_IDS", ("s", 1, 100), "sqlite_autoindex_messages"),
         ("BY_CLIENT_ID", ("s", "c"), "uq_messages_session_id_client_msg_id"),
@@ -317,7 +318,10 @@ def test_the_new_statements_use_an_index(
     with SessionStore.open(sqlite_url) as store:
         sid = store.sessions.create("m").session_id
         store.messages.append(sid, "user", "x")
-        sql = getattr(message_sql, name).render(store.engine.dialect)[0]
+        statement: Any = message_sql
+        for part in name.split("."):
+            statement = getattr(statement, part)
+        sql = statement.render(store.engine.dialect)[0]
     with contextlib.closing(sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))) as conn:
         conn.execute("ANALYZE")
         plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params))

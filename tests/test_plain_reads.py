@@ -1,10 +1,11 @@
-"""Reads of a session's messages take the plain statement unless a page needs every column.
+"""Reads of a session's messages take the plain statement once its pages were plain.
 
-``message_sql.read_session``: a page of plain chat messages (no metadata,
-caller's id, payload or exact text, the plain kind) is read with 8 columns;
-a page holding any other message is read again whole, and its session is
-remembered so its next reads go straight to the full statement. Whichever
-statement a read took, every record is the one ``messages.get`` returns.
+``message_sql.read_session``: a session is read with the full statement (12
+columns) until a page of it held plain chat messages only (no metadata,
+caller's id, payload or exact text, the plain kind); from then on with the
+plain one (8 columns), until a page holds anything else, which is read
+again whole. Whichever statement a read took, every record is the one
+``messages.get`` returns.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 
 from sessionstore import SessionStore, message_sql
 from sessionstore.records import MessageRecord
+from sessionstore.transactions import Raw
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
@@ -64,7 +66,9 @@ def test_every_read_gives_the_records_get_gives(backend_url: str, rich: bool) ->
             assert records == [store.messages.get(r.message_id) for r in records]
             assert all(r in stored for r in records)
         assert list(store.messages.iterate(sid)) == stored
-        assert (sid in message_sql._RICH_SESSIONS) is rich
+        # A plain session is read plain from its second read on; the last read
+        # of a rich one, the whole session, held messages beyond plain chat.
+        assert (sid in message_sql._PLAIN_SESSIONS) is not rich
         if rich:
             by_text = {m.content: m for m in stored}
             assert by_text["with metadata"].metadata == {"k": "v"}
@@ -74,37 +78,57 @@ def test_every_read_gives_the_records_get_gives(backend_url: str, rich: bool) ->
             assert "nul \x00 inside" in by_text
 
 
-def test_a_plain_page_is_read_plain_even_in_a_session_with_other_messages(
-    tmp_path: Path,
+def test_a_message_beyond_plain_chat_is_read_whole_in_a_session_read_plain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    statements: list[str] = []
+    all_rows = Raw.all
+    monkeypatch.setattr(
+        Raw,
+        "all",
+        lambda raw, p, params: (
+            statements.append(p.render(raw.dialect)[0]) or all_rows(raw, p, params)
+        ),
+    )
+    plain = "CASE WHEN"  # only the plain statement computes RICH
     with SessionStore.open(f"sqlite:///{tmp_path}/s.db") as store:
         sid = store.sessions.create().session_id
         store.messages.append(sid, "assistant", "call", kind="tool_call", payload={"x": 1})
         _fill(store, sid, rich=False)
-        message_sql._RICH_SESSIONS.pop(sid, None)
-        # The newest page holds plain messages only: the plain statement reads it.
-        assert [m.content for m in store.messages.recent(sid, 3)] == [
+        statements.clear()
+        # The newest page holds plain messages only: read whole, then plain.
+        first, second = store.messages.recent(sid, 3), store.messages.recent(sid, 3)
+        assert first == second and [m.content for m in first] == [
             "message 9", "message 10", "message 11",
         ]  # fmt: skip
-        assert sid not in message_sql._RICH_SESSIONS
-        # A page reaching the tool call is read again whole, and the session remembered.
+        assert [plain in s for s in statements] == [False, True]
+        assert sid in message_sql._PLAIN_SESSIONS
+        # A page reaching the tool call: the plain read sees it, the full one reads it.
+        statements.clear()
         oldest = store.messages.history(sid, limit=2).items
+        assert [plain in s for s in statements] == [True, False]
         assert oldest[0].kind == "tool_call" and oldest[0].payload == {"x": 1}
-        assert sid in message_sql._RICH_SESSIONS
-        assert list(store.messages.recent(sid, 3)) == [
-            store.messages.get(m.message_id) for m in store.messages.recent(sid, 3)
-        ]
+        assert oldest == tuple(store.messages.get(m.message_id) for m in oldest)
+        assert sid not in message_sql._PLAIN_SESSIONS
+        # Another writer's message beyond plain chat, to a session read plain.
+        store.messages.recent(sid, 3)
+        assert sid in message_sql._PLAIN_SESSIONS
+        with SessionStore.open(f"sqlite:///{tmp_path}/s.db") as other:
+            other.messages.append(sid, "user", "hello", client_msg_id="from-elsewhere")
+        newest = store.messages.recent(sid, 1)[0]
+        assert newest.client_msg_id == "from-elsewhere"
+        assert newest == store.messages.get(newest.message_id)
 
 
 def test_the_sessions_remembered_are_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(message_sql, "_RICH_SESSIONS", {})
-    monkeypatch.setattr(message_sql, "_RICH_LIMIT", 2)
+    monkeypatch.setattr(message_sql, "_PLAIN_SESSIONS", {})
+    monkeypatch.setattr(message_sql, "_PLAIN_LIMIT", 2)
     with SessionStore.open(f"sqlite:///{tmp_path}/s.db") as store:
         for _ in range(5):
             sid = store.sessions.create().session_id
-            store.messages.append(sid, "user", "hi", metadata={"n": 1})
-            assert store.messages.recent(sid, 1)[0].metadata == {"n": 1}
-            assert sid in message_sql._RICH_SESSIONS
-            assert len(message_sql._RICH_SESSIONS) <= 2
+            store.messages.append(sid, "user", "hi")
+            assert store.messages.recent(sid, 1)[0].content == "hi"
+            assert sid in message_sql._PLAIN_SESSIONS
+            assert len(message_sql._PLAIN_SESSIONS) <= 2

@@ -212,22 +212,28 @@ CASES = {
         "(session_id=?)",
         paged=False,
     ),
-    "history page": Case(
-        lambda: messages_module.HISTORY,
-        lambda d: {"sid": d.session_id, "after": 150, "limit": 51},
-        "messages",
-        MESSAGES_SEQ,
-        "(session_id=? AND sequence_number>?)",
-        paged=True,
-    ),
-    "recent": Case(
-        lambda: messages_module.RECENT,
-        lambda d: {"sid": d.session_id, "limit": 50},
-        "messages",
-        MESSAGES_SEQ,
-        "(session_id=?)",
-        paged=True,
-    ),
+    **{
+        f"history page, {statement}": Case(
+            lambda statement=statement: getattr(messages_module.HISTORY, statement),
+            lambda d: {"sid": d.session_id, "after": 150, "limit": 51},
+            "messages",
+            MESSAGES_SEQ,
+            "(session_id=? AND sequence_number>?)",
+            paged=True,
+        )
+        for statement in ("plain", "full")
+    },
+    **{
+        f"recent, {statement}": Case(
+            lambda statement=statement: getattr(messages_module.RECENT, statement),
+            lambda d: {"sid": d.session_id, "limit": 50},
+            "messages",
+            MESSAGES_SEQ,
+            "(session_id=?)",
+            paged=True,
+        )
+        for statement in ("plain", "full")
+    },
     "items": Case(
         lambda: messages_module.ITEMS,
         lambda d: {"sid": d.session_id},
@@ -386,11 +392,20 @@ class Paged:
 
 
 PAGED = {
-    "history page": Paged(
-        lambda: messages_module.HISTORY,
-        lambda d: {"sid": d.session_id, "after": 150, "limit": 51},
-    ),
-    "recent": Paged(lambda: messages_module.RECENT, lambda d: {"sid": d.session_id, "limit": 50}),
+    **{
+        f"history page, {statement}": Paged(
+            lambda statement=statement: getattr(messages_module.HISTORY, statement),
+            lambda d: {"sid": d.session_id, "after": 150, "limit": 51},
+        )
+        for statement in ("plain", "full")
+    },
+    **{
+        f"recent, {statement}": Paged(
+            lambda statement=statement: getattr(messages_module.RECENT, statement),
+            lambda d: {"sid": d.session_id, "limit": 50},
+        )
+        for statement in ("plain", "full")
+    },
     "sessions.list page 1": Paged(_list(False, False, False), _list_params),
     "sessions.list with cursor": Paged(
         _list(False, False, True), lambda d: _list_params(d, after=True)

@@ -311,10 +311,16 @@ def plain_messages(rows: Iterable[Any], session_id: str) -> list[MessageRecord]:
     ]  # fmt: skip
 
 
-#: Sessions a page read lately found holding a message beyond plain chat.
-_RICH_SESSIONS: dict[str, None] = {}
-_RICH_LIMIT = 4096
+#: Sessions whose last page read held plain chat messages only.
+_PLAIN_SESSIONS: dict[str, None] = {}
+_PLAIN_LIMIT = 8192
+#: A plain statement's row: whether it holds more than plain chat.
 _rich = itemgetter(7)
+#: A full statement's row: what only a message beyond plain chat holds, and
+#: what they are in a plain message (compared, not tested for truth: ``""`` is
+#: a value).
+_extras = itemgetter(7, 8, 9, 10, 11)
+_NOTHING = (None,) * 5
 
 
 def read_session(
@@ -322,22 +328,28 @@ def read_session(
 ) -> list[MessageRecord]:
     """The records one of a session's reads returns, in its order.
 
-    Nearly every message of a chat is plain text: no metadata, caller's id,
-    payload or exact text. The plain statement reads 8 columns where the
-    full one reads 12, and every column of every row costs the driver a call
-    (a 50-row page: 59 µs instead of 70 on SQLite). A page holding any other
-    message is read again, whole, by the full statement (one statement: the
-    rows are read at one moment), and its session is remembered, so that its
-    next reads (a framework's items, say) go straight to the full statement.
+    Most chats hold plain text messages only: no metadata, caller's id,
+    payload or exact text. For those the plain statement reads 8 columns
+    where the full one reads 12, and every column of every row costs the
+    driver a call (a 50-row page: 59 µs instead of 70 on SQLite). A session
+    is read with the full statement until a page of it held plain messages
+    only; from then on with the plain one, until a page holds anything else,
+    which is then read again, whole, by the full statement (one statement,
+    so the page is what one moment held). The sessions read plain are
+    remembered only to choose the first statement: the answer never depends
+    on it.
     """
-    if session_id not in _RICH_SESSIONS:
+    if session_id in _PLAIN_SESSIONS:
         rows = raw.all(read.plain, params)
         if not any(map(_rich, rows)):
             return plain_messages(rows, session_id)
-        if len(_RICH_SESSIONS) >= _RICH_LIMIT:
-            _RICH_SESSIONS.clear()
-        _RICH_SESSIONS[session_id] = None
-    return session_messages(raw.all(read.full, params), session_id)
+        _PLAIN_SESSIONS.pop(session_id, None)
+    rows = raw.all(read.full, params)
+    if rows and not any(map(_NOTHING.__ne__, map(_extras, rows))):
+        if len(_PLAIN_SESSIONS) >= _PLAIN_LIMIT:
+            _PLAIN_SESSIONS.clear()
+        _PLAIN_SESSIONS[session_id] = None
+    return session_messages(rows, session_id)
 
 
 def appended(row: Any, params: Mapping[str, Any]) -> MessageRecord:
