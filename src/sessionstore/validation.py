@@ -17,7 +17,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from . import errors
 from .errors import InvalidCursor, InvalidInput
@@ -306,11 +306,22 @@ def encode_cursor(kind: str, bound: Sequence[object], *values: Any) -> str:
     # Every page of a listing ends with a cursor: the values JSON writes as they
     # are (ints, plain ASCII text, datetimes) are written here, without the
     # encoder; the text is the one json.dumps writes.
-    parts = [_as_json(kind), *(_as_json(v) for v in values)]
-    if None not in parts:
-        written = cast(list[str], parts)
-        written.insert(1, f'"{cursor_tag(kind, bound)}"')  # no values: no trailing comma
-        text = f"[{','.join(written)}]"
+    head = _KINDS.get(kind)
+    if head is None:
+        head = _as_json(kind)
+        if head is not None and len(_KINDS) < 64:  # the store's own few kinds
+            _KINDS[kind] = head
+    written: list[str] | None = None
+    if head is not None:
+        written = [head, f'"{cursor_tag(kind, bound)}"']
+        for value in values:
+            part = _as_json(value)
+            if part is None:
+                written = None
+                break
+            written.append(part)
+    if written is not None:
+        text = f"[{','.join(written)}]"  # no values: no trailing comma
         coded = binascii.b2a_base64(text.encode("ascii"), newline=False)
         return coded.translate(_URLSAFE).decode("ascii").rstrip("=")
     payload = [
@@ -323,6 +334,8 @@ def encode_cursor(kind: str, bound: Sequence[object], *values: Any) -> str:
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+#: The kinds of cursor written lately, as JSON.
+_KINDS: dict[str, str] = {}
 
 
 def _as_json(value: Any) -> str | None:
