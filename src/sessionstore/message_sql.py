@@ -168,17 +168,9 @@ RICH = case(
     ),
     else_=literal_column("1"),
 )
-#: The columns of a plain message's record, and :data:`RICH` (see :func:`read_session`).
-PLAIN_COLUMNS = (
-    M.message_id,
-    M.sequence_number,
-    M.role,
-    M.content,
-    M.timestamp,
-    M.tokens_used,
-    M.duration_seconds,
-    RICH,
-)
+#: The columns of a plain message's record (those of :data:`IN_SESSION_COLUMNS`
+#: up to the duration), and :data:`RICH` (see :func:`read_session`).
+PLAIN_COLUMNS = (*IN_SESSION_COLUMNS[:7], RICH)
 
 
 class ReadPair(NamedTuple):
