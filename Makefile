@@ -30,7 +30,7 @@ lint: $(BIN)/sessionstore
 	$(BIN)/ruff format --check src alembic
 	$(BIN)/mypy --strict src
 
-# make bench         the full benchmarks (about 35 minutes on 2 cores, half of it in the
+# make bench         the full benchmarks (about 25 minutes on 2 cores, much of it in the
 #                    frameworks' stores); ends in one table, which it also writes into
 #                    the README's Performance section
 # make bench-quick   small data, short measurements (under 2 minutes), for development

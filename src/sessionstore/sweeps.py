@@ -82,7 +82,10 @@ D = SessionMetadata.__table__.c
 N = Snapshot.__table__.c
 T = SessionState.__table__.c
 
-_INSERT_SNAPSHOTS = insert(Snapshot).returning(N.snapshot_id, sort_by_parameter_order=True)
+#: Each new snapshot's id, by its session (a batch snapshots a session once). Not
+#: ``sort_by_parameter_order``: SQLAlchemy then inserts row by row on SQLite, a
+#: statement per session (about 100 µs of a swept session's 500).
+_INSERT_SNAPSHOTS = insert(Snapshot).returning(N.snapshot_id, N.session_id)
 _INSERT_EVENTS = insert(LifecycleEvent)
 
 
@@ -153,11 +156,11 @@ def archive_many(
             infos[i] = take_snapshot(conn, session.session_id, now, reason)
     if small:
         snapshots = _snapshot_rows(conn, [due[i] for i in small], now, pool)
-        rows = conn.execute(_INSERT_SNAPSHOTS, snapshots)
-        for i, snap, row in zip(small, snapshots, rows, strict=True):
+        new_ids = {row[1]: int(row[0]) for row in conn.execute(_INSERT_SNAPSHOTS, snapshots)}
+        for i, snap in zip(small, snapshots, strict=True):
             infos[i] = SnapshotInfo(
-                int(row[0]), snap["session_id"], now, snap["reason"], snap["message_count"],
-                snap["raw_bytes"], snap["stored_bytes"],
+                new_ids[snap["session_id"]], snap["session_id"], now, snap["reason"],
+                snap["message_count"], snap["raw_bytes"], snap["stored_bytes"],
             )  # fmt: skip
     found = [infos[i] for i in range(len(due))]
     conn.execute(
