@@ -145,3 +145,20 @@ def store(backend_url: str, store_way: str, request: pytest.FixtureRequest) -> I
 def sqlite_store(sqlite_url: str) -> Iterator[SessionStore]:
     with SessionStore.open(sqlite_url) as opened:
         yield opened
+
+
+@pytest.fixture
+def walks_taken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each recent-order search since took the index walk (``recent_walk``), in order."""
+    from sessionstore import search as search_module
+
+    taken: list[bool] = []
+    walk = search_module.recent_walk
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        rows = walk(*args, **kwargs)
+        taken.append(rows is not None)
+        return rows
+
+    monkeypatch.setattr(search_module, "recent_walk", recorded)
+    return taken

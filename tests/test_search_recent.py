@@ -203,7 +203,7 @@ def test_every_page_is_the_brute_force_page(
 
 
 def test_the_smallest_walk_is_taken_and_exact(
-    filled: SessionStore, monkeypatch: pytest.MonkeyPatch
+    filled: SessionStore, monkeypatch: pytest.MonkeyPatch, walks_taken: list[bool]
 ) -> None:
     """At its smallest the walk gives every page itself, sessions found by their title
     only among them."""
@@ -214,24 +214,18 @@ def test_the_smallest_walk_is_taken_and_exact(
     monkeypatch.setattr(search_recent, "_MIN_COUNT", 0)
     monkeypatch.setattr(search_recent, "_COUNT_FACTOR", 0)
     monkeypatch.setattr(search_recent, "_SPAN_PER_MATCH", 10**9)
-    taken: list[bool] = []
-    walk = search_recent.recent_walk
-
-    def recorded(*args: Any, **kwargs: Any) -> Any:
-        rows = walk(*args, **kwargs)
-        taken.append(rows is not None)
-        return rows
-
-    monkeypatch.setattr(search_module, "recent_walk", recorded)
     for word in (COMMON, RARE, TITLED):
         walked = pages(filled.search, word, 2)
         got = [(h.session.session_id, h.message_id, h.rank) for items, _ in walked for h in items]
         assert got == brute_force(filled, word)
-    assert taken and all(taken)
+    assert walks_taken and all(walks_taken)
 
 
 def test_the_walk_hands_over_when_few_messages_match(
-    clocked: SessionStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    clocked: SessionStore,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    walks_taken: list[bool],
 ) -> None:
     """Only old sessions hold the word. As shipped, fewer than ``_MIN_COUNT`` messages
     match: no walk. Without that minimum, none of the newest messages match: no walk.
@@ -247,15 +241,6 @@ def test_the_walk_hands_over_when_few_messages_match(
         sid = clocked.sessions.create("m").session_id
         clocked.messages.append_many(sid, [{"role": "user", "content": f"nothing {n}"}] * 2)
         clock.advance(seconds=1)
-    taken: list[bool] = []
-    walk = search_recent.recent_walk
-
-    def recorded(*args: Any, **kwargs: Any) -> Any:
-        rows = walk(*args, **kwargs)
-        taken.append(rows is not None)
-        return rows
-
-    monkeypatch.setattr(search_module, "recent_walk", recorded)
     expected = brute_force(clocked, COMMON)
     assert [sid for sid, _, _ in expected] == old[::-1]
 
@@ -274,7 +259,7 @@ def test_the_walk_hands_over_when_few_messages_match(
     assert first_page() == expected[:3]
     monkeypatch.setattr(search_recent, "_COUNT_FACTOR", 0)
     assert first_page() == expected[:3]  # never handing over: 4 + 8 + 16 + 32 sessions
-    assert taken == [False, False, False, True]
+    assert walks_taken == [False, False, False, True]
 
 
 @pytest.mark.parametrize("owner", [("chat", "alice"), ("chat", None), ("other", "alice")])
