@@ -17,13 +17,14 @@ lines in one ``executemany``.
 Each snapshot is the export's JSON document, character for character,
 formatted by :mod:`sessionstore.export_json`, and the zlib stream
 ``snapshots.take_snapshot`` stores (``snapshots.LEVEL``), restored the same
-way. Once the JSON is that cheap, zlib is the largest part of the sweep's CPU
-time (at level 6 about 215 µs of 575 for a session of 20 messages; at level
-1, 90 µs); it releases the GIL, so the batch's
-documents are compressed on :data:`COMPRESS_THREADS` other thread
-(:func:`compressors`, one pool per sweep) while the sweep's own thread
-formats the next ones: with a second CPU free the sweep takes about half
-the time, on a machine whose CPUs are all busy the same time as without.
+way. zlib releases the GIL, so the batch's documents are compressed on
+:data:`COMPRESS_THREADS` other thread (:func:`compressors`, one pool per
+sweep) while the sweep's own thread formats the next ones. At level 6 zlib
+was the largest part of the sweep's CPU time (about 215 µs of 575 for a
+session of 20 messages) and the second thread halved the sweep's time; at
+level 1 (90 µs) the sweep's own thread is the bottleneck and the second
+thread gains little (1,838-1,960 sessions/s with it, 1,883-2,213 without,
+measured with one CPU partly busy).
 
 A batch holds at most :data:`BATCH_SESSIONS` sessions and
 :data:`BATCH_MESSAGES` messages (a larger session goes alone, and is
@@ -140,6 +141,8 @@ def archive_many(
     pool: Executor | None = None,
 ) -> list[SnapshotInfo]:
     """Snapshot each (session, reason), then mark them archived; their snapshots, in order.
+
+    Each session appears once (the snapshots' ids come back by session).
 
     The caller's transaction holds every session's lock and has re-read each
     ``SessionRecord`` under it. ``pool`` compresses the snapshots (by default,
